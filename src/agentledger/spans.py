@@ -1,0 +1,113 @@
+"""Nested spans: ``with ledger.span("tool", "search") as span:`` and ``@traced``.
+
+A span is an event with a duration that other events can sit inside. The open span lives in
+a ``contextvars`` variable, so children in the same thread or asyncio task find their parent
+and trace automatically; exceptions mark the span ``error`` and propagate unchanged.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from ._ids import new_ids
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from .ledger import Ledger
+
+__all__ = ["Span", "current_span"]
+
+_current_span: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
+    "agentledger_span", default=None
+)
+
+
+def current_span() -> Span | None:
+    """The innermost open span in this context, if any."""
+    return _current_span.get()
+
+
+class Span:
+    """An open span; add usage, cost, model or metadata before it closes."""
+
+    __slots__ = (
+        "_ledger", "_t0", "_token", "attrs", "event_id", "kind", "metadata", "name",
+        "parent_id", "span_id", "status", "trace_id", "usage",
+    )  # fmt: skip
+
+    def __init__(self, ledger: Ledger, kind: str, name: str, attrs: dict[str, Any]) -> None:
+        self._ledger = ledger
+        self.kind = kind
+        self.name = name
+        self.attrs = attrs
+        self.usage: dict[str, int] = {}
+        self.metadata: dict[str, Any] = dict(attrs.pop("metadata", None) or {})
+        self.status: str | None = None
+        parent = _current_span.get()
+        self.event_id, trace_id, self.span_id = new_ids()
+        self.trace_id: str = parent.trace_id if parent is not None else trace_id
+        self.parent_id: str | None = parent.span_id if parent is not None else None
+        self._token: contextvars.Token[Span | None] | None = None
+        self._t0 = 0.0
+
+    # --- what the caller can add while the span is open --------------------------------
+    def set_usage(self, **tokens: int) -> None:
+        """Add token counts (``input_tokens=``, ``output_tokens=``, ``cache_read_tokens=``...)."""
+        self.usage.update(tokens)
+
+    def set_cost(self, cost_usd: Decimal | float) -> None:
+        """Record a cost the caller already knows (stored as ``cost_source="reported"``)."""
+        self.attrs["cost_usd"] = cost_usd
+
+    def set_model(self, model: str, provider: str | None = None) -> None:
+        """Say which model served this span, so it can be priced."""
+        self.attrs["model"] = model
+        if provider is not None:
+            self.attrs["provider"] = provider
+
+    def set(self, key: str, value: Any) -> None:
+        """Attach a metadata value (JSON-serialisable)."""
+        self.metadata[key] = value
+
+    def fail(self, error_type: str, message: str | None = None) -> None:
+        """Mark the span failed without raising."""
+        self.status = "error"
+        self.attrs["error_type"] = error_type
+        self.attrs["error_message"] = message
+
+    # --- context manager ----------------------------------------------------------------
+    def __enter__(self) -> Span:
+        self._token = _current_span.set(self)
+        self._t0 = time.perf_counter()
+        self.attrs.setdefault("started_at", time.time())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        duration_ms = (time.perf_counter() - self._t0) * 1000.0
+        if self._token is not None:
+            _current_span.reset(self._token)
+        if exc is not None and not isinstance(exc, GeneratorExit):
+            self.status = "error"
+            self.attrs.setdefault("error_type", type(exc).__name__)
+            self.attrs.setdefault("error_message", str(exc))
+        self._ledger._finish_span(self, duration_ms)
+
+    async def __aenter__(self) -> Span:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)

@@ -1,0 +1,146 @@
+"""The tables, declared once for SQLite and PostgreSQL.
+
+Two portable types carry the decisions that matter for exactness and speed:
+
+* :class:`UTCDateTime` is ``TIMESTAMPTZ`` on PostgreSQL and integer microseconds since the
+  epoch on SQLite (SQLite has no time type; integers sort and range-scan correctly and cost
+  a fraction of ISO strings to write). Python sees aware UTC datetimes either way.
+* :class:`Money` is ``NUMERIC`` on PostgreSQL and ``TEXT`` on SQLite: SQLite's NUMERIC
+  affinity would silently turn ``'0.00725'`` into a binary float. Python sees ``Decimal``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Dialect,
+    Float,
+    Index,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+__all__ = ["Money", "UTCDateTime", "events", "metadata"]
+
+metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetime: TIMESTAMPTZ on PostgreSQL, int microseconds on SQLite."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(TIMESTAMP(timezone=True))
+        return dialect.type_descriptor(BigInteger())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, (int, float)):
+            value = datetime.fromtimestamp(value, UTC)
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where an aware UTC datetime is required")
+        if dialect.name == "postgresql":
+            return value
+        return to_epoch_us(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value.astimezone(UTC)
+        return from_epoch_us(int(value))
+
+
+class Money(TypeDecorator[Decimal]):
+    """Exact USD: NUMERIC on PostgreSQL, decimal text on SQLite."""
+
+    impl = Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(asdecimal=True))
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return value if dialect.name == "postgresql" else str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_epoch_us(value: datetime) -> int:
+    """Microseconds since the epoch, exactly (no float rounding)."""
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_epoch_us(value: int) -> datetime:
+    """Inverse of :func:`to_epoch_us`."""
+    from datetime import timedelta
+
+    return _EPOCH + timedelta(microseconds=value)
+
+
+JSONDoc = JSON().with_variant(JSONB(), "postgresql")
+_ID = String(64)
+_LABEL = String(256)
+
+events = Table(
+    "events",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("trace_id", _ID, nullable=False),
+    Column("span_id", _ID, nullable=False),
+    Column("parent_id", _ID),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("provider", _LABEL),
+    Column("model", _LABEL),
+    Column("bot_id", _LABEL),
+    Column("user_id", _LABEL),
+    Column("task_id", _LABEL),
+    Column("tenant_id", _LABEL),
+    Column("session_id", _LABEL),
+    Column("tags", JSONDoc),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
+    Column("cost_usd", Money()),
+    Column("cost_source", String(16), nullable=False),
+    Column("price_version", String(64)),
+    Column("status", String(8), nullable=False),
+    Column("error_type", _LABEL),
+    Column("error_message", Text),
+    Column("metadata", JSONDoc),
+    Index("ix_events_started_at", "started_at"),
+    Index("ix_events_bot_time", "bot_id", "started_at"),
+    Index("ix_events_user_time", "user_id", "started_at"),
+    Index("ix_events_task_time", "task_id", "started_at"),
+    Index("ix_events_tenant_time", "tenant_id", "started_at"),
+    Index("ix_events_trace", "trace_id"),
+)

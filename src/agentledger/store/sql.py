@@ -1,0 +1,306 @@
+"""SQLite and PostgreSQL through SQLAlchemy Core, one schema, Alembic-migrated on open.
+
+Writes skip the ORM and SQLAlchemy's statement compilation: one prepared
+``INSERT OR IGNORE`` executemany on SQLite, and ``COPY`` into a temporary table followed by
+``INSERT ... ON CONFLICT DO NOTHING`` on PostgreSQL, so a replayed batch changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
+
+from ..errors import ConfigError, StoreError, StoreUnavailable
+from ..events import ROW_FIELDS, Event
+from .schema import events as events_table
+
+__all__ = ["HEAD_REVISION", "SQLStore", "normalize_url"]
+
+log = logging.getLogger("agentledger.store")
+
+HEAD_REVISION: Final = "0001_events"  # a test checks this against the migration scripts
+_MIGRATIONS: Final = Path(__file__).with_name("migrations")
+_COLS: Final = ", ".join(ROW_FIELDS)
+_SQLITE_INSERT: Final = (
+    f"INSERT OR IGNORE INTO events ({_COLS}) VALUES ({', '.join('?' * len(ROW_FIELDS))})"
+)
+_PG_INSERT: Final = (
+    f"INSERT INTO events ({_COLS}) VALUES ({', '.join(['%s'] * len(ROW_FIELDS))}) "
+    "ON CONFLICT (event_id) DO NOTHING"
+)
+_COPY_MIN_ROWS: Final = 50  # below this, executemany beats the COPY + INSERT..SELECT round trips
+
+
+def normalize_url(url: str) -> str:
+    """Accept ``sqlite:///path``, ``postgresql://...`` (psycopg 3 is used) and ``postgres://``."""
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError("database URL must be a non-empty string")
+    url = url.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            url = "postgresql+psycopg://" + url[len(prefix) :]
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"not a database URL: {url!r} (try sqlite:///path.db)") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"unsupported database {parsed.get_backend_name()!r} in {url!r}: "
+            "use sqlite:///path.db or postgresql://user@host/db"
+        )
+    return url
+
+
+class SQLStore:
+    """Events in SQLite (WAL) or PostgreSQL, migrated to the current schema on open."""
+
+    def __init__(self, url: str, *, migrate: bool = True, timeout_s: float = 5.0) -> None:
+        self.url = normalize_url(url)
+        parsed = make_url(self.url)
+        self.dialect = parsed.get_backend_name()
+        self._timeout_s = timeout_s
+        if self.dialect == "sqlite":
+            self.engine = self._sqlite_engine(parsed.database)
+        else:
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                raise ConfigError(
+                    "PostgreSQL needs psycopg: pip install 'agentledger[postgres]'"
+                ) from None
+            self.engine = create_engine(
+                self.url,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": max(1, int(timeout_s))},
+            )
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        if migrate:
+            self.migrate()
+
+    # --- setup ----------------------------------------------------------------------------
+    def _sqlite_engine(self, database: str | None) -> Engine:
+        if database and database != ":memory:":
+            path = Path(database).expanduser()
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot create {path.parent}: {exc}") from None
+        engine = create_engine(
+            self.url,
+            connect_args={"timeout": self._timeout_s, "check_same_thread": False},
+        )
+        busy_ms = int(self._timeout_s * 1000)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            if database and database != ":memory:":
+                cur.execute("PRAGMA journal_mode = WAL")
+            # WAL + NORMAL: a committed batch survives a crash of this process (not of the OS).
+            cur.execute("PRAGMA synchronous = NORMAL")
+            cur.close()
+
+        return engine
+
+    def migrate(self) -> None:
+        """Bring the schema to the current revision (cheap when it already is)."""
+        try:
+            if self.revision() == HEAD_REVISION:
+                return
+            with self._migration_lock():
+                if self.revision() != HEAD_REVISION:
+                    self._run_alembic()
+        except SQLAlchemyError as exc:
+            raise _store_error(exc, self.url) from None
+
+    def revision(self) -> str | None:
+        """The schema revision stored in the database (None for an empty database)."""
+        try:
+            with self.engine.connect() as conn:
+                version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+                return None if version is None else str(version)
+        except (OperationalError, DBAPIError) as exc:
+            if _is_missing_table(exc):
+                return None
+            raise
+
+    def _run_alembic(self) -> None:
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        log.info("agentledger: migrated %s to %s", self.url, HEAD_REVISION)
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """Serialise migrations across processes: a file lock (SQLite) or advisory lock (PG)."""
+        if self.dialect == "sqlite":
+            database = make_url(self.url).database
+            if not database or database == ":memory:":
+                yield
+                return
+            lock_path = Path(database).expanduser().with_suffix(".migrate-lock")
+            with open(lock_path, "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+            return
+        key = int.from_bytes(hashlib.sha256(b"agentledger-migrate").digest()[:7], "big")
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+
+    # --- writes ---------------------------------------------------------------------------
+    def write(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Insert ``rows`` in one transaction, ignoring known event ids; return rows inserted."""
+        if not rows:
+            return 0
+        try:
+            with self._lock, self.engine.connect() as conn:
+                # The driver connection directly: SQLAlchemy did not begin this transaction,
+                # so it is ours to commit or roll back.
+                raw: Any = conn.connection.driver_connection
+                try:
+                    if self.dialect == "sqlite":
+                        inserted = _write_sqlite(raw, rows)
+                    else:
+                        inserted = _write_postgres(raw, rows)
+                    raw.commit()
+                except BaseException:
+                    raw.rollback()
+                    raise
+                return inserted
+        except SQLAlchemyError as exc:
+            raise _store_error(exc, self.url) from None
+        except Exception as exc:  # driver errors raised outside SQLAlchemy's wrapping
+            raise StoreError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+
+    # --- reads ----------------------------------------------------------------------------
+    def events(self, *, limit: int | None = None) -> list[Event]:
+        query = select(*[events_table.c[name] for name in ROW_FIELDS]).order_by(
+            events_table.c.started_at, events_table.c.event_id
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        try:
+            with self.engine.connect() as conn:
+                return [Event.from_row(tuple(r)) for r in conn.execute(query)]
+        except SQLAlchemyError as exc:
+            raise _store_error(exc, self.url) from None
+
+    def count(self) -> int:
+        try:
+            with self.engine.connect() as conn:
+                total = conn.execute(select(func.count()).select_from(events_table)).scalar()
+                return int(total or 0)
+        except SQLAlchemyError as exc:
+            raise _store_error(exc, self.url) from None
+
+    def after_fork(self) -> None:
+        # Connections are sockets/file handles shared with the parent: drop them unused.
+        self.engine.dispose(close=False)
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _write_sqlite(raw: Any, rows: Sequence[tuple[Any, ...]]) -> int:
+    params = [_sqlite_params(r) for r in rows]
+    cur = raw.cursor()
+    try:
+        cur.executemany(_SQLITE_INSERT, params)
+        return int(cur.rowcount)
+    finally:
+        cur.close()
+
+
+def _sqlite_params(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    values = list(row)
+    values[4] = _epoch_us(values[4])
+    cost = values[21]
+    if cost is not None:
+        values[21] = str(cost)
+    return tuple(values)
+
+
+def _epoch_us(value: Any) -> int:
+    if isinstance(value, datetime):
+        from .schema import to_epoch_us
+
+        return to_epoch_us(value)
+    return int(round(value * 1_000_000))
+
+
+def _write_postgres(raw: Any, rows: Sequence[tuple[Any, ...]]) -> int:
+    params = [_pg_params(r) for r in rows]
+    with raw.cursor() as cur:
+        if len(params) < _COPY_MIN_ROWS:
+            cur.executemany(_PG_INSERT, params)
+            return len(params) if cur.rowcount < 0 else int(cur.rowcount)
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS agentledger_stage "
+            "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        with cur.copy(f"COPY agentledger_stage ({_COLS}) FROM STDIN") as copy:
+            for p in params:
+                copy.write_row(p)
+        cur.execute(
+            f"INSERT INTO events ({_COLS}) SELECT {_COLS} FROM agentledger_stage "
+            "ON CONFLICT (event_id) DO NOTHING"
+        )
+        return int(cur.rowcount)
+
+
+def _pg_params(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    values = list(row)
+    started = values[4]
+    if not isinstance(started, datetime):
+        values[4] = datetime.fromtimestamp(started, UTC)
+    return tuple(values)
+
+
+def _is_missing_table(exc: Exception) -> bool:
+    message = str(exc).lower()
+    return "no such table" in message or "does not exist" in message or "undefined" in message
+
+
+def _store_error(exc: SQLAlchemyError, url: str) -> StoreError:
+    safe = _redact(url)
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    if isinstance(exc, OperationalError):
+        return StoreUnavailable(f"{safe}: {detail}")
+    return StoreError(f"{safe}: {detail}")
+
+
+def _redact(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url

@@ -255,7 +255,7 @@ def _epoch_us(value: Any) -> int:
         from .schema import to_epoch_us
 
         return to_epoch_us(value)
-    return int(round(value * 1_000_000))
+    return round(float(value) * 1_000_000)
 
 
 def _write_postgres(raw: Any, rows: Sequence[tuple[Any, ...]]) -> int:

@@ -1,0 +1,91 @@
+"""The CLI through its entry point: output, help, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentledger.cli import main
+from agentledger.store.sql import SQLStore
+
+
+def _run(*args: str, env_home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = dict(os.environ)
+    if env_home is not None:
+        env["AGENTLEDGER_HOME"] = str(env_home)
+    env.pop("AGENTLEDGER_URL", None)
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from agentledger.cli import main; sys.exit(main())",
+         *args],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+
+
+def test_demo_writes_to_the_embedded_default_and_reports_from_it(tmp_path: Path) -> None:
+    """`agentledger demo` fills the default SQLite file and prints spend read back from it."""
+    result = _run("demo", "--calls", "200", env_home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Spend by bot and model" in result.stdout
+    assert "support-bot" in result.stdout
+    store = SQLStore(f"sqlite:///{tmp_path}/agentledger.db")
+    assert store.count() >= 200  # one llm event per call, plus tool and span events
+    store.close()
+
+
+def test_demo_on_postgresql(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo runs unchanged on PostgreSQL."""
+    assert main(["demo", "--calls", "50", "--db", pg_url]) == 0
+    assert "Spend by bot and model" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["demo", "--calls", "-3"], id="negative-calls"),
+        pytest.param(["demo", "--db", "mysql://x"], id="unsupported-db"),
+        pytest.param(["demo", "--db", "not a url"], id="garbage-url"),
+        pytest.param(["db", "stats", "--db", "sqlite:////no/such/dir/x.db"], id="missing-db"),
+        pytest.param(["db", "stats", "--db", "postgresql://postgres@127.0.0.1:1/x"], id="pg-down"),
+        pytest.param(["prices", "no-such-model-xyz"], id="unknown-model"),
+        pytest.param(["nonsense"], id="unknown-command"),
+        pytest.param(["demo", "--bogus"], id="unknown-option"),
+    ],
+)
+def test_mistakes_give_one_line_and_exit_2(args: list[str], tmp_path: Path) -> None:
+    """A user mistake prints one line starting with 'agentledger: error:' and exits 2."""
+    result = _run(*args, env_home=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("agentledger: error:")
+    assert "Traceback" not in result.stderr
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each command explains itself in --help."""
+    for args in (["--help"], ["demo", "--help"], ["db", "--help"], ["db", "upgrade", "--help"],
+                 ["db", "stats", "--help"], ["prices", "--help"], ["version", "--help"]):  # fmt: skip
+        assert main(args) == 0
+        out = capsys.readouterr().out
+        assert "Usage" in out and len(out) > 100
+
+
+def test_db_upgrade_then_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`db upgrade` creates and migrates; `db stats` then reports an empty database."""
+    url = f"sqlite:///{tmp_path}/new.db"
+    assert main(["db", "upgrade", "--db", url]) == 0
+    assert main(["db", "stats", "--db", url]) == 0
+    out = capsys.readouterr().out
+    assert "0001_events" in out and "events:   0" in out
+
+
+def test_prices_shows_the_price_and_source(capsys: pytest.CaptureFixture[str]) -> None:
+    """`prices gpt-4o` shows input/output prices from genai-prices."""
+    assert main(["prices", "gpt-4o"]) == 0
+    out = capsys.readouterr().out
+    assert "input_mtok" in out and "2.5" in out and "genai-prices" in out

@@ -118,8 +118,11 @@ class Event:
         if isinstance(values[21], (int, float, str)) and not isinstance(values[21], bool):
             values[21] = Decimal(str(values[21]))
         started = values[4]
-        if isinstance(started, datetime) and started.tzinfo is None:
-            values[4] = started.replace(tzinfo=UTC)
+        if isinstance(started, datetime):
+            if started.tzinfo is None:
+                values[4] = started.replace(tzinfo=UTC)
+        else:  # rows on the hot path carry epoch seconds
+            values[4] = datetime.fromtimestamp(started, UTC)
         values[5] = float(values[5])
         return cls(*values)
 
@@ -297,7 +300,8 @@ def validate_event(event: Event) -> Row:
     if not isinstance(event.metadata, dict):
         raise InvalidEvent("metadata", f"must be a dict, got {type(event.metadata).__name__}")
     return (
-        event.event_id, event.trace_id, event.span_id, event.parent_id, started, duration,
+        event.event_id, event.trace_id, event.span_id, event.parent_id,
+        started.timestamp(), duration,
         event.kind, event.name, event.provider, event.model,
         event.bot_id, event.user_id, event.task_id, event.tenant_id, event.session_id,
         dump_json(event.tags, "tags") if event.tags else None,

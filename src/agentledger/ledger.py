@@ -26,7 +26,7 @@ from typing import Any, Final, Literal, ParamSpec, TypeVar
 
 from ._aggregates import DIMENSIONS, Aggregates, Totals
 from ._ids import new_ids
-from .errors import AgentledgerError, ConfigError, InvalidEvent, StoreError
+from .errors import AgentledgerError, ConfigError, InvalidEvent, StoreError, StoreUnavailable
 from .events import (
     KINDS,
     MAX_DURATION_MS,
@@ -86,6 +86,8 @@ class Ledger:
     live totals only (nothing durable). Options are keyword-only; see docs/configuration.md.
     """
 
+    _last_error: str | None
+
     def __init__(
         self,
         url: str | None = None,
@@ -110,7 +112,8 @@ class Ledger:
         _positive("max_queue", max_queue)
         if url is not None and store is not None:
             raise ConfigError("give either url= or store=, not both")
-        self.store: Store | None = open_store(url) if url is not None else store
+        self.store: Store | None = store
+        self._url = url  # set while the store is still to be opened (see _open_store)
         self.prices = prices if prices is not None else PriceBook()
         self.strict = strict
         self.durability = durability
@@ -122,9 +125,32 @@ class Ledger:
         self._sinks: list[Sink] = []
         self._aggregates = Aggregates()
         self._init_state()
+        if url is not None:
+            self._open_store(raise_unavailable=strict)
         _LIVE.add(self)
         if handle_signals:
             _install_sigterm_handler()
+
+    def _open_store(self, *, raise_unavailable: bool) -> bool:
+        """Open ``self._url``; if the database is unreachable, keep queueing and retry later.
+
+        A bad URL is a programming error and raises at once. An unreachable database (a
+        server still starting, a network blip) must not stop the host application: events
+        queue in memory and the writer retries with backoff (``strict=True`` raises).
+        """
+        assert self._url is not None
+        try:
+            self.store = open_store(self._url)
+        except StoreUnavailable as exc:
+            if raise_unavailable:
+                raise
+            with self._buf_lock:
+                self._write_errors += 1
+                self._last_error = str(exc)
+            self._log_limited("agentledger: database unavailable (%s); queueing events", exc)
+            return False
+        self._url = None
+        return True
 
     def _init_state(self) -> None:
         # Everything here is per process: rebuilt in a forked child (see _after_fork).
@@ -212,6 +238,8 @@ class Ledger:
     ) -> str | None:
         """Record a tool (or retrieval, hand-off, command, custom) call; return its event id."""
         try:
+            if type(kind) is not str or kind not in KINDS:
+                raise InvalidEvent("kind", f"must be one of {sorted(KINDS)}, got {kind!r:.40}")
             row = self._row(
                 kind, name, None, None, 0, 0, 0, 0, 0, 0, duration_ms, cost_usd, status,
                 error_type, error_message, bot_id, user_id, task_id, tenant_id, session_id,
@@ -240,6 +268,7 @@ class Ledger:
     ) -> str | None:
         """Record an error that is not tied to a measured call; return its event id."""
         try:
+            check_str("error_type", error_type, optional=False)  # before name, its default
             row = self._row(
                 "error", name or error_type, provider, model, 0, 0, 0, 0, 0, 0, 0.0,
                 Decimal(0) if model is None else None, "error", error_type, error_message,
@@ -304,16 +333,12 @@ class Ledger:
         Each check is an inline guard for the common valid case; the full check (which
         names the field in its error) runs only when the guard fails.
         """
+        if model is not None and (type(model) is not str or not 0 < len(model) <= 256):
+            check_str("model", model)  # first: record_llm's name defaults to the model
         if type(name) is not str or not 0 < len(name) <= MAX_NAME_LEN:
             check_str("name", name, MAX_NAME_LEN, optional=False)
         if provider is not None and (type(provider) is not str or not 0 < len(provider) <= 256):
             check_str("provider", provider)
-        if (
-            model is not None
-            and model is not name
-            and (type(model) is not str or not 0 < len(model) <= 256)
-        ):
-            check_str("model", model)
         inp, out = input_tokens, output_tokens
         if type(inp) is not int or not 0 <= inp <= MAX_TOKENS:
             inp = check_tokens("input_tokens", inp)
@@ -378,7 +403,7 @@ class Ledger:
         else:
             check_str("session_id", session_id)
         if tags is not None:
-            check_tags(dict(tags))
+            check_tags(dict(tags) if isinstance(tags, Mapping) else tags)
             merged = {**attribution.tags, **tags} if attribution.tags else dict(tags)
             tags_json = dump_json(merged, "tags") if merged else None
         else:
@@ -400,8 +425,8 @@ class Ledger:
 
         if started_at is None:
             started = time.time() - duration / 1000.0
-        elif type(started_at) is float:
-            started = started_at
+        elif type(started_at) is float and 0.0 <= started_at <= 32503680000.0:  # epoch s < 3000
+            started = started_at  # (NaN, inf and absurd floats fall through and are rejected)
         else:
             started = check_started_at(started_at).timestamp()
 
@@ -622,7 +647,7 @@ class Ledger:
                 rows, self._buf = self._buf, []
                 if not rows:
                     return
-                if self.store is not None:
+                if self.store is not None or self._url is not None:
                     self._backlog.extend(rows)
                 else:  # nothing durable: done once counted
                     self._settled += len(rows)
@@ -645,6 +670,8 @@ class Ledger:
     def _drain(self) -> bool:
         """Ingest and write everything pending; False if the store failed."""
         self._ingest()
+        if self._url is not None and not self._open_store(raise_unavailable=False):
+            return False
         store = self.store
         if store is None:
             return True
@@ -688,7 +715,8 @@ class Ledger:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._wake.set()
+                # One wake-up (above) is enough: the writer clears it before draining, so a
+                # wake during a drain makes it go round again at once.
                 self._cond.wait(0.05 if remaining is None else min(remaining, 0.05))
         return True
 
@@ -736,7 +764,7 @@ class Ledger:
         self.close()
 
     def __repr__(self) -> str:
-        where = self.store.url if self.store is not None else "no store"
+        where = self.store.url if self.store is not None else (self._url or "no store")
         return f"<Ledger {where} pending={self.pending}>"
 
     def _after_fork(self) -> None:

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ._ids import new_ids
+from .scope import scope
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from .ledger import Ledger
 
 __all__ = ["Span", "current_span"]
+
+_SCOPE_KEYS = ("bot_id", "user_id", "task_id", "tenant_id", "session_id", "tags")
 
 _current_span: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
     "agentledger_span", default=None
@@ -35,7 +38,7 @@ class Span:
     """An open span; add usage, cost, model or metadata before it closes."""
 
     __slots__ = (
-        "_ledger", "_t0", "_token", "attrs", "event_id", "kind", "metadata", "name",
+        "_ledger", "_scope", "_t0", "_token", "attrs", "event_id", "kind", "metadata", "name",
         "parent_id", "span_id", "status", "trace_id", "usage",
     )  # fmt: skip
 
@@ -53,6 +56,9 @@ class Span:
         self.parent_id: str | None = parent.span_id if parent is not None else None
         self._token: contextvars.Token[Span | None] | None = None
         self._t0 = 0.0
+        # Attribution given to the span (bot_id=..., tags=...) also holds for its children.
+        given = {k: attrs[k] for k in _SCOPE_KEYS if attrs.get(k) is not None}
+        self._scope = scope(**given) if given else None
 
     # --- what the caller can add while the span is open --------------------------------
     def set_usage(self, **tokens: int) -> None:
@@ -81,6 +87,8 @@ class Span:
 
     # --- context manager ----------------------------------------------------------------
     def __enter__(self) -> Span:
+        if self._scope is not None:
+            self._scope.__enter__()
         self._token = _current_span.set(self)
         self._t0 = time.perf_counter()
         self.attrs.setdefault("started_at", time.time())
@@ -95,6 +103,8 @@ class Span:
         duration_ms = (time.perf_counter() - self._t0) * 1000.0
         if self._token is not None:
             _current_span.reset(self._token)
+        if self._scope is not None:
+            self._scope.__exit__(None, None, None)
         if exc is not None and not isinstance(exc, GeneratorExit):
             self.status = "error"
             self.attrs.setdefault("error_type", type(exc).__name__)

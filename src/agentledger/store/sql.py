@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
@@ -113,6 +114,8 @@ class SQLStore:
             # WAL + NORMAL: a committed batch survives a crash of this process (not of the OS).
             cur.execute("PRAGMA synchronous = NORMAL")
             cur.close()
+            # SQLite has no decimal type: money is decimal text, summed exactly here.
+            dbapi_conn.create_aggregate("agentledger_dsum", 1, _DecimalSum)
 
         return engine
 
@@ -229,6 +232,20 @@ class SQLStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class _DecimalSum:
+    """``agentledger_dsum(text)``: the exact Decimal sum of decimal-text values, as text."""
+
+    def __init__(self) -> None:
+        self.total = Decimal(0)
+
+    def step(self, value: Any) -> None:
+        if value is not None:
+            self.total += Decimal(value if isinstance(value, str) else str(value))
+
+    def finalize(self) -> str:
+        return str(self.total)
 
 
 def _write_sqlite(raw: Any, rows: Sequence[tuple[Any, ...]]) -> int:

@@ -1,0 +1,163 @@
+"""The query module against an independent computation over the same generated events."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from agentledger import Ledger
+from agentledger.errors import ConfigError
+from agentledger.events import Event
+from agentledger.query import Query
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def _generate(ledger: Ledger, n: int = 300, seed: int = 3) -> None:
+    rng = random.Random(seed)
+    for i in range(n):
+        started = NOW - timedelta(minutes=rng.randrange(0, 5 * 24 * 60))
+        if i % 50 == 0:  # exactly on a day boundary
+            started = started.replace(hour=0, minute=0, second=0, microsecond=0)
+        kind = rng.choice(("llm", "llm", "tool", "command"))
+        common = {
+            "bot_id": f"bot-{rng.randrange(3)}", "user_id": f"user-{rng.randrange(5)}",
+            "tenant_id": rng.choice(("acme", "globex")), "started_at": started,
+            "duration_ms": float(rng.randrange(1, 5000)),
+            "status": "error" if rng.random() < 0.1 else "ok",
+            "tags": {"env": rng.choice(("prod", "dev"))},
+        }  # fmt: skip
+        if kind == "llm":
+            model = rng.choice(("gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet-latest", "unknown-x"))
+            inp = rng.randrange(0, 20_000)
+            ledger.record_llm(
+                model, inp, rng.randrange(0, 2000),
+                cache_read_tokens=rng.randrange(0, inp + 1), **common,
+            )  # fmt: skip
+        else:
+            ledger.record_tool(f"{kind}-{rng.randrange(4)}", kind=kind, **common)
+
+
+@pytest.fixture
+def loaded(db_url: str) -> tuple[Query, list[Event]]:
+    ledger = Ledger(db_url, handle_signals=False, strict=True)
+    _generate(ledger)
+    assert ledger.flush()
+    assert ledger.store is not None
+    events = ledger.store.events()
+    return Query(ledger.store), events
+
+
+def _expected(events: list[Event]) -> dict[str, object]:
+    return {
+        "calls": len(events),
+        "errors": sum(e.status == "error" for e in events),
+        "input_tokens": sum(e.input_tokens for e in events),
+        "output_tokens": sum(e.output_tokens for e in events),
+        "cache_read_tokens": sum(e.cache_read_tokens for e in events),
+        "cost_usd": sum((e.cost_usd for e in events if e.cost_usd is not None), Decimal(0)),
+        "unpriced_calls": sum(e.cost_source == "unpriced" for e in events),
+        "unique_users": len({e.user_id for e in events if e.user_id}),
+    }
+
+
+def _actual(summary: object) -> dict[str, object]:
+    return {key: getattr(summary, key) for key in _expected([])}
+
+
+def test_totals_match_an_independent_sum(loaded: tuple[Query, list[Event]]) -> None:
+    """Every total equals the sum over the stored events, money to the last digit."""
+    query, events = loaded
+    assert _actual(query.totals()) == _expected(events)
+    assert query.totals().duration_ms_total == pytest.approx(sum(e.duration_ms for e in events))
+
+
+def test_filters_time_range_and_tags(loaded: tuple[Query, list[Event]]) -> None:
+    """since is inclusive, until exclusive; attribute and tag filters combine."""
+    query, events = loaded
+    since, until = NOW - timedelta(days=2), NOW - timedelta(days=1)
+    chosen = [
+        e for e in events
+        if since <= e.started_at < until and e.bot_id == "bot-1" and e.tags["env"] == "prod"
+    ]  # fmt: skip
+    got = query.totals(since=since, until=until, bot_id="bot-1", tags={"env": "prod"})
+    assert _actual(got) == _expected(chosen)
+
+
+@pytest.mark.parametrize("by", ["bot_id", "model", "kind", ("user_id", "kind")])
+def test_breakdown_matches_grouping(loaded: tuple[Query, list[Event]], by: object) -> None:
+    """Each group's figures equal those of the events with that key."""
+    query, events = loaded
+    dims = (by,) if isinstance(by, str) else by
+    groups: dict[tuple[object, ...], list[Event]] = defaultdict(list)
+    for e in events:
+        groups[tuple(getattr(e, d) for d in dims)].append(e)
+    result = query.breakdown(by)  # type: ignore[arg-type]
+    assert {g.key: _actual(g.summary) for g in result} == {
+        k: _expected(v) for k, v in groups.items()
+    }
+    costs = [g.summary.cost_usd for g in result]
+    assert costs == sorted(costs, reverse=True)
+
+
+def test_daily_timeseries_buckets_by_utc_day(loaded: tuple[Query, list[Event]]) -> None:
+    """Events land in the UTC day they started in, including exactly at midnight."""
+    query, events = loaded
+    days: dict[datetime, list[Event]] = defaultdict(list)
+    for e in events:
+        days[e.started_at.replace(hour=0, minute=0, second=0, microsecond=0)].append(e)
+    result = query.timeseries("day")
+    assert [g.key[0] for g in result] == sorted(days)
+    assert {g.key[0]: _actual(g.summary) for g in result} == {
+        d: _expected(v) for d, v in days.items()
+    }
+
+
+def test_hourly_timeseries_counts(loaded: tuple[Query, list[Event]]) -> None:
+    """Hour buckets partition the events."""
+    query, events = loaded
+    result = query.timeseries("hour")
+    assert sum(g.summary.calls for g in result) == len(events)
+
+
+def test_percentiles_are_nearest_rank(loaded: tuple[Query, list[Event]]) -> None:
+    """p50/p95/p99 of duration equal the nearest-rank values of the stored durations."""
+    query, events = loaded
+    durations = sorted(e.duration_ms for e in events if e.kind == "llm")
+    got = query.percentiles((50, 95, 99), kind="llm")
+    for q in (50, 95, 99):
+        assert got[q] == durations[math.ceil(q / 100 * len(durations)) - 1]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda q: q.totals(colour="red"), id="unknown-filter"),
+        pytest.param(lambda q: q.breakdown("colour"), id="unknown-dimension"),
+        pytest.param(lambda q: q.timeseries("week"), id="bad-bucket"),
+        pytest.param(lambda q: q.percentiles((0,)), id="bad-quantile"),
+        pytest.param(lambda q: q.totals(since=datetime(2026, 1, 1)), id="naive-since"),
+        pytest.param(lambda q: q.breakdown("model", order="colour"), id="bad-order"),
+    ],
+)
+def test_bad_questions_raise_config_error(sqlite_url: str, call: object) -> None:
+    """A malformed question raises ConfigError naming what is wrong."""
+    query = Query.open(sqlite_url)
+    with pytest.raises(ConfigError):
+        call(query)  # type: ignore[operator]
+    query.close()
+
+
+def test_empty_store_gives_zeroes(sqlite_url: str) -> None:
+    """No events: zero figures, no errors."""
+    query = Query.open(sqlite_url)
+    assert query.totals().calls == 0
+    assert query.totals().cost_usd == Decimal(0)
+    assert query.breakdown("bot_id") == []
+    assert query.percentiles() == {50: 0.0, 95: 0.0, 99: 0.0}
+    query.close()

@@ -9,6 +9,7 @@ distinct combinations, never with the number of events.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -17,10 +18,22 @@ from typing import Any, Final
 
 __all__ = ["DIMENSIONS", "Aggregates", "Totals"]
 
-DIMENSIONS: Final = ("bot_id", "user_id", "task_id", "tenant_id", "session_id", "model", "kind")
+DIMENSIONS: Final = (
+    "bot_id", "user_id", "task_id", "tenant_id", "session_id", "model", "kind", "status",
+    "provider", "name",
+)  # fmt: skip
 # Row indexes (see events.ROW_FIELDS) of each dimension, in DIMENSIONS order.
-_key_of: Final = itemgetter(10, 11, 12, 13, 14, 9, 6)
+_key_of: Final = itemgetter(10, 11, 12, 13, 14, 9, 6, 24, 8, 7)
 _ZERO: Final = Decimal(0)
+# Latency histogram bounds in seconds: OpenTelemetry's GenAI client operation duration
+# boundaries, so live histograms, Prometheus and OTLP agree and merge across processes.
+DURATION_BOUNDS_S: Final = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+_BOUNDS_MS: Final = tuple(b * 1000.0 for b in DURATION_BOUNDS_S)
+# Accumulator slots: 0 calls, 1 errors, 2-6 tokens, 7 cost, 8 unpriced, 9 duration_ms sum,
+# 10 histogram bucket counts (len(bounds) + 1, the last is +Inf).
+HISTOGRAM: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +58,7 @@ class Totals:
 
 
 def _new() -> list[Any]:
-    return [0, 0, 0, 0, 0, 0, 0, _ZERO, 0, 0.0]
+    return [0, 0, 0, 0, 0, 0, 0, _ZERO, 0, 0.0, [0] * (len(_BOUNDS_MS) + 1)]
 
 
 class Aggregates:
@@ -78,6 +91,7 @@ class Aggregates:
             else:
                 acc[7] += cost
             acc[9] += row[5]
+            acc[10][bisect_left(_BOUNDS_MS, row[5])] += 1
 
     def get(self, dimension: str, value: Any) -> Totals:
         """Totals of one dimension value; ``("*", None)`` for everything."""
@@ -94,6 +108,10 @@ class Aggregates:
                 groups.setdefault(key[i], []).append(acc)
         return {value: _sum(accs) for value, accs in groups.items()}
 
+    def snapshot(self) -> list[tuple[tuple[Any, ...], list[Any]]]:
+        """A copy of every (key, accumulator) for exporters; keys follow DIMENSIONS."""
+        return [(key, [*acc[:HISTOGRAM], list(acc[HISTOGRAM])]) for key, acc in self._data.items()]
+
     def clear(self) -> None:
         self._data.clear()
 
@@ -101,6 +119,6 @@ class Aggregates:
 def _sum(accs: Iterable[list[Any]]) -> Totals:
     total = _new()
     for acc in accs:
-        for i, value in enumerate(acc):
-            total[i] += value
-    return Totals(*total)
+        for i in range(HISTOGRAM):
+            total[i] += acc[i]
+    return Totals(*total[:HISTOGRAM])

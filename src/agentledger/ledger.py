@@ -602,6 +602,17 @@ class Ledger:
         with self._ingest_lock:
             return self._aggregates.breakdown(dimension)
 
+    def aggregates_snapshot(self) -> list[tuple[tuple[Any, ...], list[Any]]]:
+        """Every live accumulator as ``(key, values)`` for exporters (see ``_aggregates``).
+
+        ``key`` follows :data:`agentledger._aggregates.DIMENSIONS`; ``values`` are calls,
+        errors, the five token sums, cost (Decimal), unpriced calls, duration sum (ms) and
+        histogram bucket counts over ``DURATION_BOUNDS_S`` (last bucket is +Inf).
+        """
+        self._ingest()
+        with self._ingest_lock:
+            return self._aggregates.snapshot()
+
     def add_sink(self, sink: Sink) -> None:
         """Call ``sink(events)`` with every batch, off the hot path; its errors are counted."""
         self._sinks.append(sink)

@@ -24,7 +24,7 @@ def _examples() -> list[object]:
 def test_doc_example_runs(source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The example runs without error in a fresh directory."""
     monkeypatch.chdir(tmp_path)
-    exec(compile(source, "<doc example>", "exec"), {"__name__": "__doc_example__"})  # noqa: S102
+    exec(compile(source, "<doc example>", "exec"), {"__name__": "__doc_example__"})
 
 
 def test_docs_have_examples() -> None:

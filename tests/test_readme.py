@@ -16,7 +16,8 @@ def _commands() -> list[str]:
 def test_readme_gives_install_and_demo_first() -> None:
     """The first command installs and runs the demo on the embedded default."""
     first = _commands()[0]
-    assert "pip install -e ." in first and "agentledger demo" in first
+    assert "pip install -e ." in first
+    assert "agentledger demo" in first
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:

@@ -130,7 +130,7 @@ def _cost(value: Any) -> float:
 
 
 def _seconds(value: Any) -> float:
-    return check_duration_ms(value, "duration") if value else 0.0
+    return check_duration_ms(value, "duration")  # rejects None, "", False as well
 
 
 def _forward(kind: str, name: str, **fields: Any) -> None:

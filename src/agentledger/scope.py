@@ -70,7 +70,7 @@ def _merged(
         check_str(name, value)
     tags_json = base.tags_json
     if tags is not None:
-        check_tags(dict(tags))
+        check_tags(dict(tags) if isinstance(tags, Mapping) else tags)
         tags = {**base.tags, **tags} if base.tags else dict(tags)
         tags_json = dump_json(tags, "tags") if tags else None
     return Attribution(

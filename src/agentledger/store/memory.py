@@ -33,8 +33,10 @@ class MemoryStore:
 
     def events(self, *, limit: int | None = None) -> list[Event]:
         with self._lock:
-            rows = sorted(self._rows.values(), key=lambda r: (r[4], r[0]))
-        return [Event.from_row(r) for r in rows[:limit]]
+            rows = list(self._rows.values())
+        # Rows may hold started_at as an epoch float (ledger) or a datetime (Event.to_row).
+        events = sorted(map(Event.from_row, rows), key=lambda e: (e.started_at, e.event_id))
+        return events[:limit]
 
     def count(self) -> int:
         return len(self._rows)

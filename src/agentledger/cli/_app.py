@@ -44,6 +44,8 @@ class UsageError(Exception):
 
 def run(argv: list[str]) -> int:
     """Run the app and turn our errors into one-line messages and exit codes."""
+    from . import _report  # noqa: F401 - registers `report` on the app
+
     try:
         app(args=argv, prog_name="agentledger", standalone_mode=False)
     except (UsageError, AgentledgerError) as exc:
@@ -96,6 +98,7 @@ _MODELS = (
     ("anthropic", "claude-haiku-4-5"),
 )
 _TOOLS = ("search_kb", "get_order", "create_ticket", "web_search")
+_COMMANDS = ("/ask", "/summarize", "/triage")
 
 
 @app.command()
@@ -126,7 +129,7 @@ def demo(
             with (
                 scope(bot_id=bot, user_id=f"user-{rng.randrange(25)}", task_id=f"task-{i // 8}",
                       tenant_id=rng.choice(("acme", "globex")), session_id=session),
-                ledger.span("custom", "handle_request"),
+                ledger.span("command", rng.choice(_COMMANDS)),
             ):  # fmt: skip
                 prompt = rng.randrange(200, 6000)
                 cached = rng.choice((0, 0, prompt // 2))
@@ -203,6 +206,74 @@ def db_stats(db: DbOption = None) -> None:
     console.print(f"revision: {store.revision()}")
     console.print(f"events:   {store.count():,}")
     store.close()
+
+
+# --- exporter --------------------------------------------------------------------------------
+
+
+@app.command()
+def exporter(
+    db: DbOption = None,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port of /metrics (0: any free port).")
+    ] = 9464,
+    addr: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
+    labels: Annotated[
+        str,
+        typer.Option(
+            help="Attribution labels, comma-separated, from bot_id, tenant_id, "
+            "user_id, task_id, session_id (users and tasks are unbounded)."
+        ),
+    ] = "bot_id,tenant_id",
+    top_n: Annotated[
+        int | None, typer.Option(min=1, help="Keep each label's N largest values, plus 'other'.")
+    ] = None,
+) -> None:
+    """Serve Prometheus metrics computed from the database until Ctrl-C.
+
+    Exact across every process that writes to the database, and they survive restarts:
+    each scrape reads the totals from the events table (see docs/prometheus.md).
+    """
+    import signal
+    import threading
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        from ..export.prometheus import StoreCollector, serve_collector
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    store = _open(db)
+    try:
+        chosen = [label.strip() for label in labels.split(",") if label.strip()]
+        collector = StoreCollector(store, labels=chosen, top_n=top_n)
+        try:
+            server = serve_collector(collector, port, addr)
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {addr}:{port}: {exc.strerror or exc}") from None
+        where = make_url(store.url).render_as_string(hide_password=True)
+        console.print(
+            f"serving {where} on {server.url} (Ctrl-C to stop)", highlight=False, soft_wrap=True
+        )
+        stop = threading.Event()
+        try:
+            previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        except ValueError:  # not the main thread: Ctrl-C only
+            previous = None
+        try:
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            server.close()
+        console.print("exporter stopped")
+    finally:
+        store.close()
 
 
 # --- prices ----------------------------------------------------------------------------------

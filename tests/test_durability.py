@@ -499,3 +499,18 @@ def test_record_after_close_raises_when_strict(sqlite_url: str) -> None:
     with pytest.raises(AgentledgerError, match="closed"):
         ledger.record_llm("gpt-4o", 10, 5)
     assert ledger.stats().dropped == 1
+
+
+def test_close_on_a_dead_database_stops_the_writer_and_says_what_was_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """close() makes a last attempt, returns False, stops retrying, and logs the loss."""
+    ledger = Ledger(
+        "postgresql://postgres@127.0.0.1:1/nowhere", handle_signals=False, flush_interval_s=0.05
+    )
+    assert ledger.record_llm("gpt-4o", 10, 5) is not None
+    assert ledger.close(timeout=0.3) is False
+    assert ledger._writer is None or not ledger._writer.is_alive()
+    assert ledger.stats().pending == 1
+    assert any("not written" in r.getMessage() for r in caplog.records)
+    assert "postgres@" in repr(ledger)

@@ -157,7 +157,7 @@ class Ledger:
         self._buf: list[Row] = []
         self._buf_lock = threading.RLock()  # re-entrant: a SIGTERM handler may interrupt us
         self._cond = threading.Condition(self._buf_lock)
-        self._ingest_lock = threading.Lock()
+        self._ingest_lock = threading.RLock()  # re-entrant for the SIGTERM handler too
         self._backlog: list[Row] = []
         self._wake = threading.Event()
         self._writer: threading.Thread | None = None
@@ -646,7 +646,7 @@ class Ledger:
                 log.exception("agentledger: writer error; will retry")
                 ok = False
             backoff = self._interval if ok else min(backoff * 2, 30.0)
-            if self._closed and (ok or not self._backlog):
+            if self._closed:  # close() made its last attempt through flush(); stop here
                 return
             if not ok:
                 self._wake.wait(backoff)
@@ -742,7 +742,12 @@ class Ledger:
         writer = self._writer
         if writer is not None and writer is not threading.current_thread():
             writer.join(timeout if timeout is not None else None)
-        if done and self.store is not None:
+        if not done:
+            log.error(
+                "agentledger: closed with %d events not written (%s); they are lost",
+                self.pending, self._last_error or "timeout",
+            )  # fmt: skip
+        if self.store is not None:
             self.store.close()
         _LIVE.discard(self)
         return done
@@ -775,7 +780,7 @@ class Ledger:
         self.close()
 
     def __repr__(self) -> str:
-        where = self.store.url if self.store is not None else (self._url or "no store")
+        where = repr(self.store) if self.store is not None else _redacted(self._url)
         return f"<Ledger {where} pending={self.pending}>"
 
     def _after_fork(self) -> None:
@@ -785,6 +790,14 @@ class Ledger:
         self._aggregates = Aggregates()
         if self.store is not None:
             self.store.after_fork()
+
+
+def _redacted(url: str | None) -> str:
+    if url is None:
+        return "no store"
+    from .store.sql import _redact
+
+    return _redact(url)
 
 
 def _tok(prefix: str, value: Any) -> int:

@@ -67,6 +67,9 @@ def normalize_url(url: str) -> str:
 class SQLStore:
     """Events in SQLite (WAL) or PostgreSQL, migrated to the current schema on open."""
 
+    def __repr__(self) -> str:
+        return f"<SQLStore {_redact(self.url)}>"
+
     def __init__(self, url: str, *, migrate: bool = True, timeout_s: float = 5.0) -> None:
         self.url = normalize_url(url)
         parsed = make_url(self.url)
@@ -89,7 +92,11 @@ class SQLStore:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         if migrate:
-            self.migrate()
+            try:
+                self.migrate()
+            except BaseException:
+                self.engine.dispose()  # a retrying caller must not pile up engines
+                raise
 
     # --- setup ----------------------------------------------------------------------------
     def _sqlite_engine(self, database: str | None) -> Engine:
@@ -107,6 +114,10 @@ class SQLStore:
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # Take transactions into our own hands: Python's sqlite3 would otherwise run DDL
+            # outside any transaction, so a migration killed half-way could leave a table
+            # without its version stamp. SQLAlchemy's "begin" below emits BEGIN instead.
+            dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
             if database and database != ":memory:":
@@ -116,6 +127,10 @@ class SQLStore:
             cur.close()
             # SQLite has no decimal type: money is decimal text, summed exactly here.
             dbapi_conn.create_aggregate("agentledger_dsum", 1, _DecimalSum)
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN")
 
         return engine
 
@@ -252,6 +267,9 @@ def _write_sqlite(raw: Any, rows: Sequence[tuple[Any, ...]]) -> int:
     params = [_sqlite_params(r) for r in rows]
     cur = raw.cursor()
     try:
+        # IMMEDIATE takes the write lock up front, where the busy timeout can wait for it;
+        # a deferred transaction that must upgrade its lock fails at once instead.
+        cur.execute("BEGIN IMMEDIATE")
         cur.executemany(_SQLITE_INSERT, params)
         return int(cur.rowcount)
     finally:

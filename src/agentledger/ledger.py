@@ -613,6 +613,13 @@ class Ledger:
         with self._ingest_lock:
             return self._aggregates.snapshot()
 
+    def prometheus_collector(self, **options: Any) -> Any:
+        """A Prometheus collector over this ledger's live totals (``pip install
+        'agentledger[prometheus]'``); register it in your registry. See docs/prometheus.md."""
+        from .export.prometheus import LedgerCollector
+
+        return LedgerCollector(self, **options)
+
     def add_sink(self, sink: Sink) -> None:
         """Call ``sink(events)`` with every batch, off the hot path; its errors are counted."""
         self._sinks.append(sink)

@@ -676,3 +676,18 @@ def test_missing_prometheus_client_gives_a_one_line_hint() -> None:
         "agentledger.export.prometheus needs prometheus-client: "
         "pip install 'agentledger[prometheus]'"
     )
+
+
+def test_ledger_prometheus_collector_registers_in_an_app_registry() -> None:
+    """Ledger.prometheus_collector() is the collector, ready for the app's own registry."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from agentledger import Ledger
+
+    ledger = Ledger(handle_signals=False)
+    ledger.record_llm("gpt-4o", 1000, 500, bot_id="b")
+    registry = CollectorRegistry()
+    registry.register(ledger.prometheus_collector())
+    text = generate_latest(registry).decode()
+    assert 'llm_requests_total{model="gpt-4o",status="success"} 1.0' in text
+    ledger.close()

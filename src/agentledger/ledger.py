@@ -20,6 +20,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from types import FrameType
 from typing import Any, Final, Literal, ParamSpec, TypeVar
@@ -117,6 +118,7 @@ class Ledger:
         self.prices = prices if prices is not None else PriceBook()
         self.strict = strict
         self.durability = durability
+        self._sync = durability == "sync"
         self._interval = float(flush_interval_s)
         self._batch_size = int(batch_size)
         self._max_queue = int(max_queue)
@@ -419,7 +421,9 @@ class Ledger:
             cost: Decimal | None = check_cost(cost_usd)
             source, version = "reported", None
         elif model is not None:
-            cost, source, version = self.prices.quote(provider, model, inp, out, cr, cw, rs, cw1h)
+            # Priced off the hot path, in _ingest: the row carries cache_write_1h_tokens in
+            # the cost slot and None as its source until then (see _priced).
+            cost, source, version = cw1h, None, None  # type: ignore[assignment]
         else:
             cost, source, version = Decimal(0), "reported", None  # tools etc.: free unless told
 
@@ -450,7 +454,7 @@ class Ledger:
         )  # fmt: skip
 
     def _accept(self, row: Row) -> str | None:
-        if self.durability == "sync" and self.store is not None and not self._closed:
+        if self._sync and self.store is not None and not self._closed:
             return self._write_now(row)
         with self._buf_lock:
             if self._closed:
@@ -478,6 +482,7 @@ class Ledger:
 
     def _write_now(self, row: Row) -> str | None:
         assert self.store is not None
+        row = self._priced([row])[0]
         try:
             self.store.write([row])
         except Exception as exc:
@@ -665,13 +670,39 @@ class Ledger:
                 rows, self._buf = self._buf, []
                 if not rows:
                     return
-                if self.store is not None or self._url is not None:
+            rows = self._priced(rows)
+            durable = self.store is not None or self._url is not None
+            if durable:
+                with self._buf_lock:
                     self._backlog.extend(rows)
-                else:  # nothing durable: done once counted
-                    self._settled += len(rows)
-                    self._cond.notify_all()
             self._aggregates.add_rows(rows)
             self._run_sinks(rows)
+            if not durable:  # nothing to write: settled once counted and seen by the sinks
+                with self._buf_lock:
+                    self._settled += len(rows)
+                    self._cond.notify_all()
+
+    def _priced(self, rows: list[Row]) -> list[Row]:
+        """Fill in the cost of rows recorded with a model and no cost (see ``_row``)."""
+        quote = self.prices.quote
+        out = []
+        for row in rows:
+            if row[22] is None:
+                started = row[4]
+                cost = quote(
+                    row[8],
+                    row[9],
+                    row[16],
+                    row[17],
+                    row[18],
+                    row[19],
+                    row[20],
+                    row[21],
+                    datetime.fromtimestamp(started, UTC) if type(started) is float else None,
+                )
+                row = (*row[:21], *cost, *row[24:])
+            out.append(row)
+        return out
 
     def _run_sinks(self, rows: Sequence[Row]) -> None:
         if not self._sinks:
@@ -767,6 +798,7 @@ class Ledger:
 
     def stats(self) -> LedgerStats:
         """What happened to every record so far (this process)."""
+        self._ingest()  # price what is buffered, so `unpriced` is current
         with self._buf_lock:
             return LedgerStats(
                 recorded=self._accepted,

@@ -31,6 +31,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Optional
 
 from .errors import InvalidEvent
+from .events import MAX_TOKENS as _MAX_TOKENS
 from .events import check_duration_ms, check_str, check_tokens
 
 if TYPE_CHECKING:
@@ -162,16 +163,35 @@ def record_tokens(
     bot_id: Optional[str] = None,  # noqa: UP045 - the seed's own signature
 ) -> None:
     """Record token usage (``cached_tokens`` are separate from ``input_tokens`` here)."""
-    try:
-        inp = check_tokens("input_tokens", input_tokens)
-        out = check_tokens("output_tokens", output_tokens)
-        cached = check_tokens("cached_tokens", cached_tokens)
-        check_str("provider", provider, optional=False)
-        check_str("model", model, optional=False)
-        check_str("bot_id", bot_id)
-    except InvalidEvent as exc:
-        return _reject(exc)
-    _add(bot_id, (time.time(), inp, out, cached, 0.0, 0.0))
+    # Inline guards for the valid case keep this within reach of the seed's bare
+    # dict-and-lock design; the named checks run only when a guard fails.
+    if not (
+        type(input_tokens) is int and 0 <= input_tokens <= _MAX_TOKENS
+        and type(output_tokens) is int and 0 <= output_tokens <= _MAX_TOKENS
+        and type(cached_tokens) is int and 0 <= cached_tokens <= _MAX_TOKENS
+        and type(provider) is str and 0 < len(provider) <= 256
+        and type(model) is str and 0 < len(model) <= 256
+        and (bot_id is None or (type(bot_id) is str and 0 < len(bot_id) <= 256))
+    ):  # fmt: skip
+        try:
+            input_tokens = check_tokens("input_tokens", input_tokens)
+            output_tokens = check_tokens("output_tokens", output_tokens)
+            cached_tokens = check_tokens("cached_tokens", cached_tokens)
+            check_str("provider", provider, optional=False)
+            check_str("model", model, optional=False)
+            check_str("bot_id", bot_id)
+        except InvalidEvent as exc:
+            return _reject(exc)
+    entry = (time.time(), input_tokens, output_tokens, cached_tokens, 0.0, 0.0)
+    with _lock:  # _add, inlined: this is the seed's hottest call
+        _global.entries.append(entry)
+        if bot_id is not None:
+            series = _bots.get(bot_id)
+            if series is None:
+                series = _bots[bot_id] = _Series()
+            series.entries.append(entry)
+        _counts["recorded"] += 1
+    inp, out, cached = input_tokens, output_tokens, cached_tokens
     if _ledger is not None:
         _forward(
             "llm", "record_tokens", model=model, provider=provider,
@@ -187,14 +207,30 @@ def record_cost(
     bot_id: Optional[str] = None,  # noqa: UP045
 ) -> None:
     """Record a cost in USD reported by the caller."""
-    try:
-        value = _cost(cost)
-        check_str("provider", provider, optional=False)
-        check_str("model", model, optional=False)
-        check_str("bot_id", bot_id)
-    except InvalidEvent as exc:
-        return _reject(exc)
-    _add(bot_id, (time.time(), 0, 0, 0, value, 0.0))
+    if (
+        type(cost) is float and 0.0 <= cost <= 1e7
+        and type(provider) is str and 0 < len(provider) <= 256
+        and type(model) is str and 0 < len(model) <= 256
+        and (bot_id is None or (type(bot_id) is str and 0 < len(bot_id) <= 256))
+    ):  # fmt: skip
+        value = cost
+    else:
+        try:
+            value = _cost(cost)
+            check_str("provider", provider, optional=False)
+            check_str("model", model, optional=False)
+            check_str("bot_id", bot_id)
+        except InvalidEvent as exc:
+            return _reject(exc)
+    entry = (time.time(), 0, 0, 0, value, 0.0)
+    with _lock:
+        _global.entries.append(entry)
+        if bot_id is not None:
+            series = _bots.get(bot_id)
+            if series is None:
+                series = _bots[bot_id] = _Series()
+            series.entries.append(entry)
+        _counts["recorded"] += 1
     if _ledger is not None:
         _forward("llm", "record_cost", model=model, provider=provider, cost_usd=cost,
                  bot_id=bot_id)  # fmt: skip

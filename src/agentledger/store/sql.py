@@ -299,6 +299,21 @@ def _write_postgres(raw: Any, rows: Sequence[tuple[Any, ...]]) -> int:
         if len(params) < _COPY_MIN_ROWS:
             cur.executemany(_PG_INSERT, params)
             return len(params) if cur.rowcount < 0 else int(cur.rowcount)
+        # Fast path: COPY straight into events. A replayed batch (an id already stored)
+        # makes it fail as a whole; then roll back to the savepoint and take the slower
+        # idempotent path below.
+        from psycopg.errors import UniqueViolation
+
+        cur.execute("SAVEPOINT agentledger_copy")
+        try:
+            with cur.copy(f"COPY events ({_COLS}) FROM STDIN") as copy:
+                for p in params:
+                    copy.write_row(p)
+        except UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT agentledger_copy")
+        else:
+            cur.execute("RELEASE SAVEPOINT agentledger_copy")
+            return len(params)
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS agentledger_stage "
             "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"

@@ -1,0 +1,14 @@
+"""Provider integrations: record every SDK call automatically.
+
+* :mod:`agentledger.integrations.openai` — the ``openai`` SDK (Chat Completions,
+  Responses, Embeddings).
+* :mod:`agentledger.integrations.anthropic` — the ``anthropic`` SDK (Messages).
+
+Each module has ``instrument(ledger=None)``, ``uninstrument()`` and ``wrap(client, ledger=None)``.
+The SDKs are optional dependencies (``pip install agentledger[openai]``), imported only when
+a module's functions are called.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,496 @@
+"""What the provider integrations share: timing a call, recording it, watching a stream.
+
+Each integration describes its endpoints with an :class:`Adapter` (how to read usage from a
+response, how to watch a stream); :func:`sync_wrapper` / :func:`async_wrapper` turn an SDK
+method into one that records one ``llm`` event per call. Recording is fail-open: a problem
+in agentledger is logged and never reaches the caller, whose result or exception is passed
+through unchanged (the same object).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..ledger import Ledger
+
+__all__ = [
+    "Adapter",
+    "AsyncStreamProxy",
+    "Call",
+    "StreamWatcher",
+    "SyncStreamProxy",
+    "Usage",
+    "async_wrapper",
+    "attr",
+    "sync_wrapper",
+]
+
+log = logging.getLogger("agentledger.integrations")
+
+# Set while an instrumented call runs, so a call that passes through two wrappers (a
+# wrapped client whose class is also instrumented) is recorded once, by the outer one.
+_ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "agentledger_integration_active", default=False
+)
+
+LedgerRef = Callable[[], Ledger | None]
+
+
+def attr(obj: Any, *path: str) -> Any:
+    """``obj.a.b`` (or ``obj["a"]["b"]``), None when any step is missing."""
+    for name in path:
+        if obj is None:
+            return None
+        obj = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+    return obj
+
+
+def as_int(value: Any) -> int:
+    """A token count from a provider field: ints only; anything else (None, mocks) is 0."""
+    return value if type(value) is int and value >= 0 else 0
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token usage in the ledger's convention (docs/tokens.md)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+class StreamWatcher:
+    """Watches a stream's items: which to pass on, when the first token came, the usage."""
+
+    model: str | None = None
+    usage: Usage | None = None
+    complete_usage: bool = False  # True once the provider's final usage has been seen
+    tokens_seen: int = 0  # content-bearing items seen (an output estimate when usage is missing)
+
+    def on_item(self, item: Any) -> tuple[bool, bool]:
+        """Return (pass the item to the caller, the item carries generated content)."""
+        return True, False
+
+
+class Adapter:
+    """One SDK endpoint: what to record and how to read it."""
+
+    provider: str = ""
+    endpoint: str = ""
+
+    def prepare(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], StreamWatcher | None]:
+        """Adjust the request (copy of kwargs); return a watcher if the call streams."""
+        return kwargs, None
+
+    def extract(self, result: Any) -> tuple[str | None, Usage | None]:
+        """Model and usage from a non-streaming response (None when unknown)."""
+        return None, None
+
+    def wrap_result(
+        self, result: Any, call: Call, watcher: StreamWatcher | None, parsed: Any
+    ) -> Any:
+        """Record a finished call or wrap its stream; ``parsed``: the response body."""
+        if watcher is not None:
+            if _is_stream(result, is_async=False):
+                return SyncStreamProxy(result, call, watcher)
+            if _is_stream(result, is_async=True):
+                return AsyncStreamProxy(result, call, watcher)
+            call.finish(usage=None, estimated=True, extra={"usage_unavailable": True})
+            return result
+        model, usage = self.extract(parsed)
+        if usage is None:
+            call.finish(model=model, usage=None, estimated=True, extra={"usage_unavailable": True})
+        else:
+            call.finish(model=model, usage=usage)
+        return result
+
+
+def _is_stream(result: Any, *, is_async: bool) -> bool:
+    if is_async:
+        return hasattr(result, "__aiter__") and hasattr(result, "response")
+    return hasattr(result, "__iter__") and hasattr(result, "response")
+
+
+def _raw_body_read(result: Any) -> bool:
+    """A ``with_raw_response`` result whose body was read (not ``with_streaming_response``)."""
+    if type(result).__name__ not in ("LegacyAPIResponse", "APIResponse", "AsyncAPIResponse"):
+        return False
+    http = attr(result, "http_response")
+    headers = attr(http, "request", "headers")
+    if headers is None or attr(http, "is_closed") is not True:
+        return False  # with_streaming_response: the body is the caller's to read
+    mode = headers.get("X-Stainless-Raw-Response")
+    return mode is not None and mode != "stream"
+
+
+def _parsed(result: Any) -> Any:
+    """The parsed body of a ``with_raw_response`` result (cached by the SDK), else result."""
+    if _raw_body_read(result) and not inspect.iscoroutinefunction(result.parse):
+        try:
+            return result.parse()
+        except Exception:
+            return None
+    return result
+
+
+async def _aparsed(result: Any) -> Any:
+    """:func:`_parsed` for async clients, whose raw responses parse asynchronously."""
+    if _raw_body_read(result) and inspect.iscoroutinefunction(result.parse):
+        try:
+            return await result.parse()
+        except Exception:
+            return None
+    return _parsed(result)
+
+
+class Call:
+    """One instrumented call: its timing, its context and what it asked for."""
+
+    __slots__ = (
+        "_ctx", "_ledger_ref", "_t0", "adapter", "done", "first_token_at", "request_model",
+        "started_at", "streaming",
+    )  # fmt: skip
+
+    def __init__(self, adapter: Adapter, kwargs: dict[str, Any], ledger_ref: LedgerRef) -> None:
+        self.adapter = adapter
+        model = kwargs.get("model")
+        self.request_model: str | None = model if isinstance(model, str) and model else None
+        self._ledger_ref = ledger_ref
+        # Attribution and the parent span are taken where the call was made, even when a
+        # stream is finished later in another thread or task.
+        self._ctx = contextvars.copy_context()
+        self.started_at = time.time()
+        self._t0 = time.perf_counter()
+        self.first_token_at: float | None = None
+        self.streaming = False
+        self.done = False
+
+    def mark_token(self) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+
+    def finish(
+        self,
+        *,
+        model: str | None = None,
+        usage: Usage | None,
+        estimated: bool = False,
+        error: BaseException | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Record the call once; never raises."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            self._record(model, usage, estimated, error, extra)
+        except Exception:
+            log.warning("agentledger: could not record a %s call", self.adapter.endpoint,
+                        exc_info=True)  # fmt: skip
+
+    def _record(
+        self,
+        model: str | None,
+        usage: Usage | None,
+        estimated: bool,
+        error: BaseException | None,
+        extra: dict[str, Any] | None,
+    ) -> None:
+        duration_ms = (time.perf_counter() - self._t0) * 1000.0
+        ledger = self._ledger_ref()
+        if ledger is None:
+            from .._default import get_ledger
+
+            ledger = get_ledger()
+        used_model = model or self.request_model or "unknown"
+        metadata: dict[str, Any] = {"endpoint": self.adapter.endpoint}
+        if self.request_model is not None:
+            metadata["request_model"] = self.request_model
+        if self.streaming:
+            metadata["stream"] = True
+            if self.first_token_at is not None:
+                metadata["ttft_ms"] = round((self.first_token_at - self._t0) * 1000.0, 3)
+        if estimated:
+            metadata["usage_estimated"] = True
+        if extra:
+            metadata.update(extra)
+        u = usage or Usage()
+        kwargs: dict[str, Any] = {}
+        if error is not None:
+            kwargs["status"] = "error"
+            kwargs["error_type"] = type(error).__name__
+            kwargs["error_message"] = str(error) or type(error).__name__
+            status_code = getattr(error, "status_code", None)
+            if type(status_code) is int:
+                metadata["http_status"] = status_code
+        self._ctx.run(
+            ledger.record_llm,
+            used_model,
+            u.input_tokens,
+            u.output_tokens,
+            provider=self.adapter.provider,
+            cache_read_tokens=u.cache_read_tokens,
+            cache_write_tokens=u.cache_write_tokens,
+            cache_write_1h_tokens=u.cache_write_1h_tokens,
+            reasoning_tokens=u.reasoning_tokens,
+            duration_ms=duration_ms,
+            metadata=metadata,
+            started_at=self.started_at,
+            **kwargs,
+        )
+
+
+def _start(
+    adapter: Adapter, kwargs: dict[str, Any], ledger_ref: LedgerRef
+) -> tuple[Call, dict[str, Any], StreamWatcher | None] | None:
+    try:
+        call = Call(adapter, kwargs, ledger_ref)
+        new_kwargs, watcher = adapter.prepare(dict(kwargs))
+        call.streaming = watcher is not None
+        return call, new_kwargs, watcher
+    except Exception:
+        log.warning("agentledger: could not instrument a %s call", adapter.endpoint,
+                    exc_info=True)  # fmt: skip
+        return None
+
+
+def _finish(
+    call: Call, adapter: Adapter, result: Any, watcher: StreamWatcher | None, parsed: Any
+) -> Any:
+    try:
+        return adapter.wrap_result(result, call, watcher, parsed)
+    except Exception:
+        log.warning("agentledger: could not record a %s call", adapter.endpoint, exc_info=True)
+        return result
+
+
+def sync_wrapper(
+    original: Callable[..., Any], adapter: Adapter, ledger_ref: LedgerRef
+) -> Callable[..., Any]:
+    """Wrap a sync SDK method (``self`` first) so each call records one event."""
+
+    @functools.wraps(original)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _ACTIVE.get():
+            return original(self, *args, **kwargs)
+        started = _start(adapter, kwargs, ledger_ref)
+        if started is None:
+            return original(self, *args, **kwargs)
+        call, new_kwargs, watcher = started
+        token = _ACTIVE.set(True)
+        try:
+            result = original(self, *args, **new_kwargs)
+        except Exception as exc:
+            call.finish(usage=None, error=exc)
+            raise
+        finally:
+            _ACTIVE.reset(token)
+        parsed = _parsed(result) if watcher is None else None
+        return _finish(call, adapter, result, watcher, parsed)
+
+    wrapper.__agentledger_original__ = original  # type: ignore[attr-defined]
+    return wrapper
+
+
+def async_wrapper(
+    original: Callable[..., Awaitable[Any]], adapter: Adapter, ledger_ref: LedgerRef
+) -> Callable[..., Awaitable[Any]]:
+    """Wrap an async SDK method (``self`` first) so each call records one event."""
+
+    @functools.wraps(original)
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _ACTIVE.get():
+            return await original(self, *args, **kwargs)
+        started = _start(adapter, kwargs, ledger_ref)
+        if started is None:
+            return await original(self, *args, **kwargs)
+        call, new_kwargs, watcher = started
+        token = _ACTIVE.set(True)
+        try:
+            result = await original(self, *args, **new_kwargs)
+        except Exception as exc:
+            call.finish(usage=None, error=exc)
+            raise
+        finally:
+            _ACTIVE.reset(token)
+        try:
+            parsed = await _aparsed(result) if watcher is None else None
+        except Exception:
+            parsed = None
+        return _finish(call, adapter, result, watcher, parsed)
+
+    wrapper.__agentledger_original__ = original  # type: ignore[attr-defined]
+    return wrapper
+
+
+def original_of(fn: Any) -> Any:
+    """The SDK function under any agentledger wrapper."""
+    while hasattr(fn, "__agentledger_original__"):
+        fn = fn.__agentledger_original__
+    return fn
+
+
+# --- streams --------------------------------------------------------------------------------
+class _StreamProxyBase:
+    """Stands in for an SDK stream object: same class (``isinstance`` holds), same attributes."""
+
+    __slots__ = ("_al_call", "_al_inner", "_al_iter", "_al_watcher")
+
+    def __init__(self, inner: Any, call: Call, watcher: StreamWatcher) -> None:
+        object.__setattr__(self, "_al_inner", inner)
+        object.__setattr__(self, "_al_call", call)
+        object.__setattr__(self, "_al_watcher", watcher)
+        object.__setattr__(self, "_al_iter", None)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return type(object.__getattribute__(self, "_al_inner"))
+
+    def __getattr__(self, name: str) -> Any:
+        # object.__getattribute__: no recursion if the proxy was never initialised (a copy)
+        return getattr(object.__getattribute__(self, "_al_inner"), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._al_inner, name, value)
+
+    def __repr__(self) -> str:
+        return repr(self._al_inner)
+
+    def _al_observe(self, item: Any) -> bool:
+        try:
+            passed, token = self._al_watcher.on_item(item)
+            if token:
+                self._al_call.mark_token()
+            return bool(passed)
+        except Exception:
+            log.warning("agentledger: could not read a stream item", exc_info=True)
+            return True
+
+    def _al_finish(self, *, closed_early: bool = False, error: BaseException | None = None) -> None:
+        call, w = self._al_call, self._al_watcher
+        if call.done:
+            return
+        try:
+            usage = w.usage
+            estimated = not w.complete_usage
+            if usage is None:
+                usage = Usage(output_tokens=w.tokens_seen)
+            extra: dict[str, Any] = {}
+            if closed_early and not w.complete_usage:
+                extra["stream_closed_early"] = True
+            if error is not None:
+                extra["partial"] = True
+            call.finish(model=w.model, usage=usage, estimated=estimated, error=error, extra=extra)
+        except Exception:
+            call.finish(usage=None, estimated=True)
+
+    def __del__(self) -> None:
+        try:
+            if not self._al_call.done:
+                self._al_finish(closed_early=True)
+        except Exception:
+            pass
+
+
+class SyncStreamProxy(_StreamProxyBase):
+    """A sync SDK stream that records its call when it ends, fails or is closed."""
+
+    __slots__ = ()
+
+    def _al_generator(self) -> Iterator[Any]:
+        try:
+            for item in self._al_inner:
+                if self._al_observe(item):
+                    yield item
+        except GeneratorExit:
+            self._al_finish(closed_early=True)
+            raise
+        except Exception as exc:
+            self._al_finish(error=exc)
+            raise
+        self._al_finish()
+
+    def _al_get_iter(self) -> Iterator[Any]:
+        it = self._al_iter
+        if it is None:
+            it = self._al_generator()
+            object.__setattr__(self, "_al_iter", it)
+        return it  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._al_get_iter()
+
+    def __next__(self) -> Any:
+        return next(self._al_get_iter())
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._al_finish(closed_early=True)
+        try:
+            self._al_inner.close()
+        finally:
+            it = self._al_iter
+            if it is not None:
+                it.close()
+
+
+class AsyncStreamProxy(_StreamProxyBase):
+    """An async SDK stream that records its call when it ends, fails or is closed."""
+
+    __slots__ = ()
+
+    async def _al_generator(self) -> AsyncIterator[Any]:
+        try:
+            async for item in self._al_inner:
+                if self._al_observe(item):
+                    yield item
+        except GeneratorExit:
+            self._al_finish(closed_early=True)
+            raise
+        except Exception as exc:
+            self._al_finish(error=exc)
+            raise
+        self._al_finish()
+
+    def _al_get_iter(self) -> AsyncIterator[Any]:
+        it = self._al_iter
+        if it is None:
+            it = self._al_generator()
+            object.__setattr__(self, "_al_iter", it)
+        return it  # type: ignore[no-any-return]
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._al_get_iter()
+
+    async def __anext__(self) -> Any:
+        return await self._al_get_iter().__anext__()
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._al_finish(closed_early=True)
+        try:
+            await self._al_inner.close()
+        finally:
+            it = self._al_iter
+            if it is not None:
+                await it.aclose()

@@ -1,0 +1,261 @@
+"""Record every call made with the official ``openai`` SDK.
+
+::
+
+    from agentledger.integrations import openai as al_openai
+
+    al_openai.instrument()            # every OpenAI / AsyncOpenAI client in the process
+    # or: client = al_openai.wrap(OpenAI())   # this client only
+
+Chat Completions ``create``/``parse``, Responses ``create``/``parse`` and Embeddings
+``create`` (sync and async, streaming or not; the ``stream()`` helpers go through
+``create``) each record one ``llm`` event with ``provider="openai"``, the response's model,
+exact token usage (docs/tokens.md), duration and, for streams, ``ttft_ms``. Errors are
+recorded with ``status="error"`` and re-raised unchanged. See docs/integrations/openai.md.
+"""
+
+from __future__ import annotations
+
+import threading
+import types
+from typing import Any
+
+from ..ledger import Ledger
+from ._common import (
+    Adapter,
+    StreamWatcher,
+    Usage,
+    as_int,
+    async_wrapper,
+    attr,
+    original_of,
+    sync_wrapper,
+)
+
+__all__ = ["instrument", "is_instrumented", "uninstrument", "wrap"]
+
+PROVIDER = "openai"
+
+_lock = threading.Lock()
+_ledger: Ledger | None = None
+_patched: list[tuple[type, str, Any]] = []  # (class, attribute, the original function)
+_CREATE = "create"
+# ``parse`` (structured outputs) posts by itself rather than through ``create``.
+_METHODS = ("create", "parse")
+
+
+def _global_ledger() -> Ledger | None:
+    return _ledger
+
+
+# --- usage -------------------------------------------------------------------------------------
+def chat_usage(usage: Any) -> Usage | None:
+    """Chat Completions (and Embeddings) ``usage`` in the ledger's convention."""
+    if usage is None:
+        return None
+    return Usage(
+        input_tokens=as_int(attr(usage, "prompt_tokens")),
+        output_tokens=as_int(attr(usage, "completion_tokens")),
+        cache_read_tokens=as_int(attr(usage, "prompt_tokens_details", "cached_tokens")),
+        reasoning_tokens=as_int(attr(usage, "completion_tokens_details", "reasoning_tokens")),
+    )
+
+
+def responses_usage(usage: Any) -> Usage | None:
+    """Responses API ``usage`` in the ledger's convention."""
+    if usage is None:
+        return None
+    return Usage(
+        input_tokens=as_int(attr(usage, "input_tokens")),
+        output_tokens=as_int(attr(usage, "output_tokens")),
+        cache_read_tokens=as_int(attr(usage, "input_tokens_details", "cached_tokens")),
+        reasoning_tokens=as_int(attr(usage, "output_tokens_details", "reasoning_tokens")),
+    )
+
+
+def _model(obj: Any) -> str | None:
+    model = attr(obj, "model")
+    return model if isinstance(model, str) and model else None
+
+
+# --- adapters ----------------------------------------------------------------------------------
+class _ChatWatcher(StreamWatcher):
+    def __init__(self, hide_usage_chunk: bool) -> None:
+        self.hide_usage_chunk = hide_usage_chunk
+
+    def on_item(self, item: Any) -> tuple[bool, bool]:
+        model = _model(item)
+        if model is not None:
+            self.model = model
+        choices = attr(item, "choices")
+        usage = attr(item, "usage")
+        if usage is not None:
+            self.usage = chat_usage(usage)
+            self.complete_usage = True
+        if not choices:
+            # The usage-only chunk we asked for on the caller's behalf: not theirs to see.
+            return not (usage is not None and self.hide_usage_chunk), False
+        token = False
+        for choice in choices:
+            delta = attr(choice, "delta")
+            if (
+                attr(delta, "content")
+                or attr(delta, "tool_calls")
+                or attr(delta, "refusal")
+                or attr(delta, "reasoning_content")
+            ):
+                token = True
+        if token:
+            self.tokens_seen += 1
+        return True, token
+
+
+class _ChatAdapter(Adapter):
+    provider = PROVIDER
+    endpoint = "chat.completions"
+
+    def prepare(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], StreamWatcher | None]:
+        if kwargs.get("stream") is not True:
+            return kwargs, None
+        options = kwargs.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage"):
+            return kwargs, _ChatWatcher(hide_usage_chunk=False)
+        base = dict(options) if isinstance(options, dict) else {}
+        kwargs["stream_options"] = {**base, "include_usage": True}
+        return kwargs, _ChatWatcher(hide_usage_chunk=True)
+
+    def extract(self, result: Any) -> tuple[str | None, Usage | None]:
+        return _model(result), chat_usage(attr(result, "usage"))
+
+
+class _ResponsesWatcher(StreamWatcher):
+    def on_item(self, item: Any) -> tuple[bool, bool]:
+        kind = attr(item, "type")
+        response = attr(item, "response")
+        if response is not None:
+            model = _model(response)
+            if model is not None:
+                self.model = model
+            usage = attr(response, "usage")
+            if usage is not None:
+                self.usage = responses_usage(usage)
+                self.complete_usage = kind in (
+                    "response.completed", "response.incomplete", "response.failed",
+                )  # fmt: skip
+        token = isinstance(kind, str) and kind.endswith(".delta")
+        if token:
+            self.tokens_seen += 1
+        return True, token
+
+
+class _ResponsesAdapter(Adapter):
+    provider = PROVIDER
+    endpoint = "responses"
+
+    def prepare(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], StreamWatcher | None]:
+        if kwargs.get("stream") is True:
+            return kwargs, _ResponsesWatcher()
+        return kwargs, None
+
+    def extract(self, result: Any) -> tuple[str | None, Usage | None]:
+        return _model(result), responses_usage(attr(result, "usage"))
+
+
+class _EmbeddingsAdapter(Adapter):
+    provider = PROVIDER
+    endpoint = "embeddings"
+
+    def extract(self, result: Any) -> tuple[str | None, Usage | None]:
+        usage = attr(result, "usage")
+        if usage is None:
+            return _model(result), None
+        return _model(result), Usage(input_tokens=as_int(attr(usage, "prompt_tokens")))
+
+
+_CHAT = _ChatAdapter()
+_RESPONSES = _ResponsesAdapter()
+_EMBEDDINGS = _EmbeddingsAdapter()
+
+
+def _targets() -> list[tuple[type, str, Adapter, bool]]:
+    """(resource class, method, adapter, is_async) for every method we instrument."""
+    from openai.resources.chat.completions.completions import AsyncCompletions, Completions
+    from openai.resources.embeddings import AsyncEmbeddings, Embeddings
+    from openai.resources.responses.responses import AsyncResponses, Responses
+
+    out: list[tuple[type, str, Adapter, bool]] = []
+    for sync_cls, async_cls, adapter, methods in (
+        (Completions, AsyncCompletions, _CHAT, _METHODS),
+        (Responses, AsyncResponses, _RESPONSES, _METHODS),
+        (Embeddings, AsyncEmbeddings, _EMBEDDINGS, (_CREATE,)),
+    ):
+        for name in methods:
+            for cls, is_async in ((sync_cls, False), (async_cls, True)):
+                if name in cls.__dict__:  # ``parse`` is missing from older SDKs
+                    out.append((cls, name, adapter, is_async))
+    return out
+
+
+# --- public API --------------------------------------------------------------------------------
+def instrument(ledger: Ledger | None = None) -> None:
+    """Record every call of every OpenAI client (existing and future) in this process.
+
+    ``ledger`` defaults to :func:`agentledger.get_ledger`, looked up at call time. Calling
+    again is harmless: the methods are patched once and the latest ``ledger`` is used.
+    """
+    global _ledger
+    with _lock:
+        _ledger = ledger
+        if _patched:
+            return
+        for cls, name, adapter, is_async in _targets():
+            original = cls.__dict__[name]
+            make = async_wrapper if is_async else sync_wrapper
+            setattr(cls, name, make(original, adapter, _global_ledger))
+            _patched.append((cls, name, original))
+
+
+def uninstrument() -> None:
+    """Put back the SDK's own methods exactly as they were."""
+    global _ledger
+    with _lock:
+        for cls, name, original in reversed(_patched):
+            setattr(cls, name, original)
+        _patched.clear()
+        _ledger = None
+
+
+def is_instrumented() -> bool:
+    """True between :func:`instrument` and :func:`uninstrument`."""
+    return bool(_patched)
+
+
+def wrap(client: Any, ledger: Ledger | None = None) -> Any:
+    """Record the calls of this one ``OpenAI`` / ``AsyncOpenAI`` client; returns the client.
+
+    The client's own resource objects are instrumented, so copies made later with
+    ``client.with_options(...)`` are not. Wrapping twice is harmless.
+    """
+
+    def ledger_ref() -> Ledger | None:
+        return ledger
+
+    resources = [
+        (("chat", "completions"), _CHAT, _METHODS),
+        (("responses",), _RESPONSES, _METHODS),
+        (("embeddings",), _EMBEDDINGS, (_CREATE,)),
+    ]
+    from openai._resource import AsyncAPIResource
+
+    for path, adapter, methods in resources:
+        resource = attr(client, *path)
+        if resource is None:  # an older SDK without this API
+            continue
+        make = async_wrapper if isinstance(resource, AsyncAPIResource) else sync_wrapper
+        for name in methods:
+            original = original_of(type(resource).__dict__.get(name))
+            if original is None:
+                continue
+            wrapper = make(original, adapter, ledger_ref)
+            setattr(resource, name, types.MethodType(wrapper, resource))
+    return client

@@ -63,7 +63,7 @@ def bench_writer_sqlite(quick: bool) -> list[Result]:
         ledger.prices.warm()
         _record(ledger, n)
         if not rows:
-            rows.extend(ledger._buf)
+            rows.extend(ledger._priced(list(ledger._buf)))  # priced, as the writer stores them
         elapsed = _timed_drain(ledger, n)
         ledger.close()
         _remove_db(path)
@@ -152,7 +152,7 @@ def _bench_postgres(n: int, repeats: int) -> list[Result]:
         ledger.prices.warm()
         _record(ledger, n)
         if not rows:
-            rows.extend(ledger._buf)
+            rows.extend(ledger._priced(list(ledger._buf)))  # priced, as the writer stores them
         elapsed = _timed_drain(ledger, n)
         ledger.close()
         return n / elapsed

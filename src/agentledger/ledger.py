@@ -538,6 +538,12 @@ class Ledger:
         check_str("name", name, MAX_NAME_LEN, optional=False)
         return Span(self, kind, name, attrs)
 
+    def task(self, task_id: str, **attrs: Any) -> Span:
+        """A task's lifecycle: ``with ledger.task("t-1"):`` records one ``custom`` event named
+        ``task`` with its duration and success, and attributes everything inside to the task
+        (seed 001's task metrics, Prometheus ``task_duration_seconds``)."""
+        return self.span("custom", "task", task_id=task_id, **attrs)
+
     def _finish_span(self, span: Span, duration_ms: float) -> None:
         a, u = span.attrs, span.usage
         try:

@@ -112,7 +112,9 @@ class LLMClient:
             result[f"max_cost_per_{who}"] = cap
             if cost > cap:
                 result["within_limits"] = False
-                result["violations"].append(f"{who} {ident} spent ${cost} of a ${cap} limit")
+                result["violations"].append(
+                    f"{who} {ident} spent ${cost.normalize():f} of a ${cap.normalize():f} limit"
+                )
         return result
 
 

@@ -173,6 +173,7 @@ class Ledger:
         self._sink_errors = 0
         self._last_error: str | None = None
         self._last_log = 0.0
+        self._active_tasks = 0
 
     # --- recording ------------------------------------------------------------------------
     def record_llm(
@@ -542,7 +543,18 @@ class Ledger:
         """A task's lifecycle: ``with ledger.task("t-1"):`` records one ``custom`` event named
         ``task`` with its duration and success, and attributes everything inside to the task
         (seed 001's task metrics, Prometheus ``task_duration_seconds``)."""
-        return self.span("custom", "task", task_id=task_id, **attrs)
+        span = self.span("custom", "task", task_id=task_id, **attrs)
+        span._is_task = True
+        return span
+
+    @property
+    def active_tasks(self) -> int:
+        """Tasks (``with ledger.task(...)``) open right now in this process."""
+        return self._active_tasks
+
+    def _task_delta(self, delta: int) -> None:
+        with self._buf_lock:
+            self._active_tasks += delta
 
     def _finish_span(self, span: Span, duration_ms: float) -> None:
         a, u = span.attrs, span.usage

@@ -38,8 +38,8 @@ class Span:
     """An open span; add usage, cost, model or metadata before it closes."""
 
     __slots__ = (
-        "_ledger", "_scope", "_t0", "_token", "attrs", "event_id", "kind", "metadata", "name",
-        "parent_id", "span_id", "status", "trace_id", "usage",
+        "_is_task", "_ledger", "_scope", "_t0", "_token", "attrs", "event_id", "kind",
+        "metadata", "name", "parent_id", "span_id", "status", "trace_id", "usage",
     )  # fmt: skip
 
     def __init__(self, ledger: Ledger, kind: str, name: str, attrs: dict[str, Any]) -> None:
@@ -56,6 +56,7 @@ class Span:
         self.parent_id: str | None = parent.span_id if parent is not None else None
         self._token: contextvars.Token[Span | None] | None = None
         self._t0 = 0.0
+        self._is_task = False  # set by Ledger.task(): counted in ledger.active_tasks
         # Attribution given to the span (bot_id=..., tags=...) also holds for its children.
         given = {k: attrs[k] for k in _SCOPE_KEYS if attrs.get(k) is not None}
         self._scope = scope(**given) if given else None
@@ -87,6 +88,8 @@ class Span:
 
     # --- context manager ----------------------------------------------------------------
     def __enter__(self) -> Span:
+        if self._is_task:
+            self._ledger._task_delta(1)
         if self._scope is not None:
             self._scope.__enter__()
         self._token = _current_span.set(self)
@@ -109,6 +112,8 @@ class Span:
             self.status = "error"
             self.attrs.setdefault("error_type", type(exc).__name__)
             self.attrs.setdefault("error_message", str(exc))
+        if self._is_task:
+            self._ledger._task_delta(-1)
         self._ledger._finish_span(self, duration_ms)
 
     async def __aenter__(self) -> Span:

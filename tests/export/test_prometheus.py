@@ -144,7 +144,7 @@ def test_tool_and_task_families(ledger: Ledger) -> None:
         (("status", "success"),): 1.5,
         (("status", "error"),): 3.0,
     }
-    assert "active_tasks" not in s  # not computable honestly: no task lifecycle yet
+    assert s["active_tasks"] == {(): 0.0}  # open `with ledger.task(...)` blocks
 
 
 def test_attribution_families_by_bot_and_tenant(ledger: Ledger) -> None:
@@ -344,6 +344,7 @@ def test_store_collector_matches_the_live_figures(db_url: str) -> None:
     assert led.flush()
     labels = ("bot_id", "tenant_id", "task_id", "user_id")
     live = _comparable(_exposition(LedgerCollector(led, labels=labels)))
+    del live["active_tasks"]  # process state (open tasks), not history: live-only
     store = StoreCollector(db_url, labels=labels)
     try:
         assert _comparable(_exposition(store)) == live
@@ -690,4 +691,19 @@ def test_ledger_prometheus_collector_registers_in_an_app_registry() -> None:
     registry.register(ledger.prometheus_collector())
     text = generate_latest(registry).decode()
     assert 'llm_requests_total{model="gpt-4o",status="success"} 1.0' in text
+    ledger.close()
+
+
+def test_active_tasks_gauge_counts_open_tasks() -> None:
+    """active_tasks is the number of `with ledger.task(...)` blocks open at scrape time."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from agentledger import Ledger
+
+    ledger = Ledger(handle_signals=False)
+    registry = CollectorRegistry()
+    registry.register(ledger.prometheus_collector())
+    with ledger.task("t-1"), ledger.task("t-2"):
+        assert "\nactive_tasks 2.0\n" in generate_latest(registry).decode()
+    assert "\nactive_tasks 0.0\n" in generate_latest(registry).decode()
     ledger.close()

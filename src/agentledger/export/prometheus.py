@@ -30,6 +30,7 @@ try:
     from prometheus_client import start_http_server as _start_http_server
     from prometheus_client.core import (
         CounterMetricFamily,
+        GaugeMetricFamily,
         HistogramMetricFamily,
         Metric,
     )
@@ -416,6 +417,19 @@ class LedgerCollector(_BaseCollector):
 
     def _rows(self) -> Sequence[Row]:
         return self.ledger.aggregates_snapshot()
+
+    def collect(self) -> Iterator[Metric]:
+        """The families of :class:`_BaseCollector`, plus seed 001's ``active_tasks`` gauge."""
+        yield from super().collect()
+        try:
+            active = self.ledger.active_tasks
+        except Exception:  # a broken ledger must not break the scrape (counted above)
+            return
+        yield GaugeMetricFamily(
+            self._families._name("active_tasks"),
+            "Tasks open right now in this process (with ledger.task(...)).",
+            value=active,
+        )
 
 
 class StoreCollector(_BaseCollector):

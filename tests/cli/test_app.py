@@ -94,3 +94,14 @@ def test_prices_shows_the_price_and_source(capsys: pytest.CaptureFixture[str]) -
     assert "input_mtok" in out
     assert "2.5" in out
     assert "genai-prices" in out
+
+
+def test_demo_twice_reports_each_run_alone(tmp_path: Path) -> None:
+    """Each demo run reports only its own calls, even with the same --seed."""
+    first = _run("demo", "--calls", "40", env_home=tmp_path)
+    second = _run("demo", "--calls", "40", env_home=tmp_path)
+    assert first.returncode == second.returncode == 0
+    for result in (first, second):
+        calls = sum(int(line.split("│")[3].strip()) for line in result.stdout.splitlines()
+                    if line.count("│") == 6)  # fmt: skip
+        assert calls == 40

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 from collections import defaultdict
 from decimal import Decimal
 from typing import Annotated, Any
@@ -120,7 +121,7 @@ def demo(
     rng = random.Random(seed)
     url = db or default_url()
     ledger = Ledger(url)
-    session = f"demo-{rng.getrandbits(32):08x}"
+    session = f"demo-{uuid.uuid4().hex[:8]}"  # per run, even with the same --seed
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task("Recording calls", total=calls)
         for i in range(calls):

@@ -20,7 +20,6 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from types import FrameType
 from typing import Any, Final, Literal, ParamSpec, TypeVar
@@ -297,9 +296,9 @@ class Ledger:
             if row[15] is None and attribution.tags:
                 row[15] = dump_json(dict(attribution.tags), "tags")
             if row[21] is None and row[9] is not None:
-                row[21], row[22], row[23] = self.prices.quote(row[8], row[9], *row[16:21])
-                if row[22] == "unpriced":
-                    row[21] = None
+                # Priced by the writer like every other row (see _row and _priced): the cost
+                # slot carries cache_write_1h_tokens (none here) and the source is pending.
+                row[21], row[22], row[23] = 0, None, None
         except Exception as exc:
             return self._reject(exc)
         return self._accept(tuple(row))
@@ -716,7 +715,7 @@ class Ledger:
                     row[19],
                     row[20],
                     row[21],
-                    datetime.fromtimestamp(started, UTC) if type(started) is float else None,
+                    started,  # epoch seconds; converted only for time-dependent prices
                 )
                 row = (*row[:21], *cost, *row[24:])
             out.append(row)

@@ -168,7 +168,7 @@ class PriceBook:
         reasoning_tokens: int = 0,
         *,
         cache_write_1h_tokens: int = 0,
-        at: datetime | None = None,
+        at: datetime | float | None = None,
     ) -> Cost:
         """The cost of one call. Unknown models give ``Cost(None, "unpriced", ...)``."""
         usd, source, version = self.quote(
@@ -187,7 +187,7 @@ class PriceBook:
         cache_write_tokens: int = 0,
         reasoning_tokens: int = 0,
         cache_write_1h_tokens: int = 0,
-        at: datetime | None = None,
+        at: datetime | float | None = None,
     ) -> tuple[Decimal | None, str, str]:
         """:meth:`cost` as a plain tuple ``(usd, source, price_version)``: the hot-path form."""
         entry = self._cache.get((provider, model))
@@ -284,8 +284,14 @@ class PriceBook:
             return found
         return None
 
-    def _conditional_plan(self, info: Any, at: datetime | None) -> _CostFn:
-        prices = info.get_prices(at or datetime.now(UTC))
+    def _conditional_plan(self, info: Any, at: datetime | float | None) -> _CostFn:
+        # `at` may be epoch seconds (ledger rows): converted only here, for the few models
+        # whose price depends on the time of the request.
+        if at is None:
+            at = datetime.now(UTC)
+        elif not isinstance(at, datetime):
+            at = datetime.fromtimestamp(at, UTC)
+        prices = info.get_prices(at)
         cached = self._plans.get(id(prices))
         if cached is not None and cached[0] is prices:
             return cached[1]

@@ -24,7 +24,7 @@ from decimal import Decimal
 from types import FrameType
 from typing import Any, Final, Literal, ParamSpec, TypeVar
 
-from ._aggregates import DIMENSIONS, Aggregates, Totals
+from ._aggregates import DIMENSIONS, Aggregates, Totals, View
 from ._ids import new_ids
 from .errors import AgentledgerError, ConfigError, InvalidEvent, StoreError, StoreUnavailable
 from .events import (
@@ -635,6 +635,17 @@ class Ledger:
         with self._ingest_lock:
             return self._aggregates.snapshot()
 
+    def aggregates_view(self, dimensions: Sequence[str]) -> LiveView:
+        """Live totals by a few ``dimensions`` only, kept up to date as rows are folded in.
+
+        ``view.snapshot()`` has the shape of :meth:`aggregates_snapshot` (keys follow
+        DIMENSIONS, None where not kept) but costs one item per distinct projected key, not
+        per combination. Exporters use it; it stops costing anything once dropped.
+        """
+        if isinstance(dimensions, str) or not all(d in DIMENSIONS for d in dimensions):
+            raise ConfigError(f"dimensions must be some of {DIMENSIONS}, got {dimensions!r}")
+        return LiveView(self, tuple(dimensions))
+
     def prometheus_collector(self, **options: Any) -> Any:
         """A Prometheus collector over this ledger's live totals (``pip install
         'agentledger[prometheus]'``); register it in your registry. See docs/prometheus.md."""
@@ -846,6 +857,27 @@ class Ledger:
         self._aggregates = Aggregates()
         if self.store is not None:
             self.store.after_fork()
+
+
+class LiveView:
+    """A ledger's live totals by a few dimensions (see :meth:`Ledger.aggregates_view`)."""
+
+    def __init__(self, ledger: Ledger, dimensions: tuple[str, ...]) -> None:
+        self.ledger = ledger
+        self.dimensions = dimensions
+        self._aggregates: Aggregates | None = None
+        self._view: View | None = None
+
+    def snapshot(self) -> list[tuple[tuple[Any, ...], list[Any]]]:
+        """Every view accumulator as ``(key, values)``, after folding in pending rows."""
+        ledger = self.ledger
+        ledger._ingest()
+        with ledger._ingest_lock:
+            # A forked child starts with fresh aggregates: follow them.
+            if self._view is None or self._aggregates is not ledger._aggregates:
+                self._aggregates = ledger._aggregates
+                self._view = self._aggregates.view(self.dimensions)
+            return self._view.snapshot()
 
 
 def _redacted(url: str | None) -> str:

@@ -248,7 +248,7 @@ def test_collector_reads_at_scrape_time_without_incrementing_per_event() -> None
 
 
 class _Broken:
-    def aggregates_snapshot(self) -> list[Any]:
+    def aggregates_view(self, dimensions: Any) -> Any:
         raise RuntimeError("snapshot exploded")
 
 

@@ -1,9 +1,10 @@
 """Prometheus metrics computed at scrape time from a ledger's live aggregates or a store.
 
-Nothing is incremented per event: each scrape reads either
-:meth:`Ledger.aggregates_snapshot` (:class:`LedgerCollector`, this process since it started)
-or the events table (:class:`StoreCollector`, every process, all history) and turns the
-totals into metric families. See docs/prometheus.md for the names, labels and queries.
+Nothing is incremented per event: each scrape reads either two live views of the ledger's
+aggregates (:class:`LedgerCollector`, this process since it started; see
+:meth:`Ledger.aggregates_view`) or the events table (:class:`StoreCollector`, every
+process, all history) and turns the totals into metric families. See docs/prometheus.md for
+the names, labels and queries.
 
 ::
 
@@ -144,12 +145,28 @@ class _Families:
     def _name(self, name: str) -> str:
         return self.prefix + name
 
-    def _rank(self, rows: Sequence[Row]) -> dict[str, Callable[[str], str]]:
+    @property
+    def detail_dimensions(self) -> tuple[str, ...]:
+        """What the seed-001 families are grouped by (model, tool and task families)."""
+        return ("model", "kind", "status", "name", *(("task_id",) if self._task_label else ()))
+
+    @property
+    def attribution_dimensions(self) -> tuple[str, ...]:
+        """What the ``agentledger_*`` families are grouped by."""
+        return ("kind", "status", *self.labels)
+
+    @property
+    def _task_label(self) -> bool:
+        return "task_id" in self.labels
+
+    def _rank(
+        self, detail: Sequence[Row], attribution: Sequence[Row]
+    ) -> dict[str, Callable[[str], str]]:
         """Update the caps from this scrape's calls per value; return a mapper per label."""
         mappers: dict[str, Callable[[str], str]] = {}
         for label, cap in self.caps.items():
             calls: dict[str, int] = defaultdict(int)
-            for key, values in rows:
+            for key, values in detail if label in ("model", "tool") else attribution:
                 if label == "model":
                     value = key[_MODEL] if key[_KIND] == "llm" else None
                 elif label == "tool":
@@ -162,16 +179,18 @@ class _Families:
             mappers[label] = cap
         return mappers
 
-    def build(self, rows: Sequence[Row]) -> list[Metric]:
+    def build(self, detail: Sequence[Row], attribution: Sequence[Row]) -> list[Metric]:
+        """Every family from rows grouped by :attr:`detail_dimensions` and by
+        :attr:`attribution_dimensions` (snapshot-shaped: keys follow DIMENSIONS)."""
         with self._lock:
-            mappers = self._rank(rows)
+            mappers = self._rank(detail, attribution)
 
         def lab(label: str, value: Any) -> str:
             text = "" if value is None else str(value)
             mapper = mappers.get(label)
             return mapper(text) if mapper is not None else text
 
-        task_label = "task_id" in self.labels
+        task_label = self._task_label
         requests: dict[tuple[str, ...], int] = defaultdict(int)
         tokens: dict[tuple[str, str], int] = defaultdict(int)
         cost: dict[str, Decimal] = defaultdict(Decimal)
@@ -186,19 +205,15 @@ class _Families:
         by_tokens: dict[tuple[str, ...], int] = defaultdict(int)
         by_cost: dict[tuple[str, ...], Decimal] = defaultdict(Decimal)
 
-        for key, values in rows:
+        for key, values in detail:
             kind, calls = key[_KIND], int(values[_CALLS])
             status = "error" if key[_STATUS] == "error" else "success"
-            attribution = tuple(lab(label, key[_D[label]]) for label in self.labels)
-            by_requests[(*attribution, kind or "", status)] += calls
-            by_cost[attribution] += values[_COST]
             if kind == "llm":
                 model = lab("model", key[_MODEL])
                 task = (lab("task_id", key[_D["task_id"]]),) if task_label else ()
                 requests[(model, status, *task)] += calls
                 for i, token_type in enumerate(TOKEN_TYPES):
                     tokens[(model, token_type)] += int(values[_TOKENS + i])
-                    by_tokens[(*attribution, token_type)] += int(values[_TOKENS + i])
                 cost[model] += values[_COST]
                 unpriced[model] += int(values[_UNPRICED])
                 latency[model].add(values)
@@ -210,6 +225,21 @@ class _Families:
             elif kind == "custom" and self.task_name is not None and key[_NAME] == self.task_name:
                 task_success[status] += calls
                 task_duration[status].add(values)
+
+        positions = [_D[label] for label in self.labels]
+        mapped = [mappers.get(label) for label in self.labels]
+        for key, values in attribution:
+            kind = key[_KIND]
+            status = "error" if key[_STATUS] == "error" else "success"
+            attribution_key = tuple(
+                "" if (v := key[i]) is None else (m(str(v)) if m is not None else str(v))
+                for i, m in zip(positions, mapped, strict=True)
+            )
+            by_requests[(*attribution_key, kind or "", status)] += int(values[_CALLS])
+            by_cost[attribution_key] += values[_COST]
+            if kind == "llm":
+                for i, token_type in enumerate(TOKEN_TYPES):
+                    by_tokens[(*attribution_key, token_type)] += int(values[_TOKENS + i])
 
         n = self._name
         out: list[Metric] = []
@@ -371,7 +401,8 @@ class _BaseCollector:
         self._families = _Families(namespace, labels, top_n, task_name)
         self.scrape_errors = 0
 
-    def _rows(self) -> Sequence[Row]:
+    def _rows(self) -> tuple[Sequence[Row], Sequence[Row]]:
+        """Rows grouped by the families' detail and attribution dimensions."""
         raise NotImplementedError
 
     def collect(self) -> Iterator[Metric]:
@@ -380,7 +411,7 @@ class _BaseCollector:
         A failure never propagates: other collectors in the same registry still answer.
         """
         try:
-            families = self._families.build(self._rows())
+            families = self._families.build(*self._rows())
         except Exception:
             self.scrape_errors += 1
             log.exception("agentledger: could not read figures for Prometheus; skipped")
@@ -390,12 +421,12 @@ class _BaseCollector:
 
     def describe(self) -> Iterator[Metric]:
         """The families' names without reading anything (used when registering)."""
-        yield from self._families.build([])
+        yield from self._families.build([], [])
         yield self._families.error_family(0)
 
 
 class LedgerCollector(_BaseCollector):
-    """This process's live totals from ``ledger.aggregates_snapshot()``, read at scrape time.
+    """This process's live totals from two views of the ledger's aggregates, read at scrape time.
 
     ``labels`` picks the attribution labels of the ``agentledger_*`` families (and adds
     ``task_id`` to ``llm_requests_total`` when it is chosen); ``top_n`` caps label values
@@ -414,9 +445,19 @@ class LedgerCollector(_BaseCollector):
     ) -> None:
         super().__init__(namespace=namespace, labels=labels, top_n=top_n, task_name=task_name)
         self.ledger = ledger
+        self._views: tuple[Any, Any] | None = None
 
-    def _rows(self) -> Sequence[Row]:
-        return self.ledger.aggregates_snapshot()
+    def _rows(self) -> tuple[Sequence[Row], Sequence[Row]]:
+        # Two live views of the ledger's aggregates, kept current as rows are folded in, so
+        # a scrape reads a few hundred accumulators rather than every attribution combination.
+        if self._views is None:
+            f = self._families
+            self._views = (
+                self.ledger.aggregates_view(f.detail_dimensions),
+                self.ledger.aggregates_view(f.attribution_dimensions),
+            )
+        detail, attribution = self._views
+        return detail.snapshot(), attribution.snapshot()
 
     def collect(self) -> Iterator[Metric]:
         """The families of :class:`_BaseCollector`, plus seed 001's ``active_tasks`` gauge."""
@@ -453,28 +494,31 @@ class StoreCollector(_BaseCollector):
         from ..store.sql import SQLStore
 
         self.store = url if isinstance(url, SQLStore) else SQLStore(url)
-        self._query = _store_query(self.store.dialect, self._families.labels)
+        f = self._families
+        self._queries = [
+            (_store_query(self.store.dialect, dims), dims)
+            for dims in (f.detail_dimensions, f.attribution_dimensions)
+        ]
 
-    def _rows(self) -> Sequence[Row]:
+    def _rows(self) -> tuple[Sequence[Row], Sequence[Row]]:
         with self.store.engine.connect() as conn:
-            result = list(conn.execute(self._query))
-        return [_store_row(r, self._families.labels) for r in result]
+            detail, attribution = (
+                [_store_row(r, dims) for r in conn.execute(query)] for query, dims in self._queries
+            )
+        return detail, attribution
 
     def close(self) -> None:
         """Release the store's connections."""
         self.store.close()
 
 
-_GROUPED: Final = ("model", "kind", "status", "name")
-
-
-def _store_query(dialect: str, labels: Sequence[str]) -> Any:
+def _store_query(dialect: str, dimensions: Sequence[str]) -> Any:
     from sqlalchemy import case, func, select
 
     from ..store.schema import events
 
     c = events.c
-    keys = [c[d] for d in (*_GROUPED, *labels)]
+    keys = [c[d] for d in dimensions]
     money = (
         func.coalesce(func.sum(c.cost_usd), 0)
         if dialect == "postgresql"
@@ -500,11 +544,11 @@ def _store_query(dialect: str, labels: Sequence[str]) -> Any:
     return select(*keys, *columns).group_by(*keys)
 
 
-def _store_row(row: Sequence[Any], labels: Sequence[str]) -> Row:
+def _store_row(row: Sequence[Any], dimensions: Sequence[str]) -> Row:
     key: list[Any] = [None] * len(DIMENSIONS)
-    for i, dimension in enumerate((*_GROUPED, *labels)):
+    for i, dimension in enumerate(dimensions):
         key[_D[dimension]] = row[i]
-    v = row[len(_GROUPED) + len(labels) :]
+    v = row[len(dimensions) :]
     calls = int(v[0])
     cumulative = [int(x) for x in v[HISTOGRAM:]]
     buckets = [b - a for a, b in zip([0, *cumulative], [*cumulative, calls], strict=True)]

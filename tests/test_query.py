@@ -53,8 +53,8 @@ def loaded(db_url: str) -> tuple[Query, list[Event]]:
     return Query(ledger.store), events
 
 
-def _expected(events: list[Event]) -> dict[str, object]:
-    return {
+def _expected(events: list[Event], users: bool = False) -> dict[str, object]:
+    out = {
         "calls": len(events),
         "errors": sum(e.status == "error" for e in events),
         "input_tokens": sum(e.input_tokens for e in events),
@@ -62,12 +62,14 @@ def _expected(events: list[Event]) -> dict[str, object]:
         "cache_read_tokens": sum(e.cache_read_tokens for e in events),
         "cost_usd": sum((e.cost_usd for e in events if e.cost_usd is not None), Decimal(0)),
         "unpriced_calls": sum(e.cost_source == "unpriced" for e in events),
-        "unique_users": len({e.user_id for e in events if e.user_id}),
     }
+    if users:
+        out["unique_users"] = len({e.user_id for e in events if e.user_id})
+    return out
 
 
-def _actual(summary: object) -> dict[str, object]:
-    return {key: getattr(summary, key) for key in _expected([])}
+def _actual(summary: object, users: bool = False) -> dict[str, object]:
+    return {key: getattr(summary, key) for key in _expected([], users)}
 
 
 def test_totals_match_an_independent_sum(loaded: tuple[Query, list[Event]]) -> None:
@@ -75,6 +77,8 @@ def test_totals_match_an_independent_sum(loaded: tuple[Query, list[Event]]) -> N
     query, events = loaded
     assert _actual(query.totals()) == _expected(events)
     assert query.totals().duration_ms_total == pytest.approx(sum(e.duration_ms for e in events))
+    assert query.totals().unique_users is None  # not asked for
+    assert _actual(query.totals(distinct_users=True), True) == _expected(events, True)
 
 
 def test_filters_time_range_and_tags(loaded: tuple[Query, list[Event]]) -> None:
@@ -125,13 +129,34 @@ def test_hourly_timeseries_counts(loaded: tuple[Query, list[Event]]) -> None:
     assert sum(g.summary.calls for g in result) == len(events)
 
 
-def test_percentiles_are_nearest_rank(loaded: tuple[Query, list[Event]]) -> None:
+def test_exact_percentiles_are_nearest_rank(loaded: tuple[Query, list[Event]]) -> None:
     """p50/p95/p99 of duration equal the nearest-rank values of the stored durations."""
     query, events = loaded
     durations = sorted(e.duration_ms for e in events if e.kind == "llm")
-    got = query.percentiles((50, 95, 99), kind="llm")
+    got = query.percentiles((50, 95, 99), kind="llm", exact=True)
     for q in (50, 95, 99):
         assert got[q] == durations[math.ceil(q / 100 * len(durations)) - 1]
+
+
+@pytest.mark.parametrize("q", [1, 10, 25, 50, 75, 90, 95, 99, 100])
+def test_rollup_percentiles_are_in_the_bucket_of_the_exact_value(
+    loaded: tuple[Query, list[Event]], q: int
+) -> None:
+    """Histogram percentiles land in the same duration bucket as the exact nearest rank."""
+    from bisect import bisect_left
+
+    from agentledger._aggregates import DURATION_BOUNDS_S
+
+    query, events = loaded
+    bounds = [b * 1000 for b in DURATION_BOUNDS_S]
+    since = NOW - timedelta(days=3, minutes=17)
+    for kind in ("llm", "tool", None):
+        chosen = sorted(
+            e.duration_ms for e in events if kind in (None, e.kind) and e.started_at >= since
+        )
+        exact = chosen[math.ceil(q / 100 * len(chosen)) - 1]
+        approx = query.percentiles((q,), kind=kind, since=since)[q]
+        assert bisect_left(bounds, approx) == bisect_left(bounds, exact), (kind, approx, exact)
 
 
 @pytest.mark.parametrize(
@@ -161,3 +186,95 @@ def test_empty_store_gives_zeroes(sqlite_url: str) -> None:
     assert query.breakdown("bot_id") == []
     assert query.percentiles() == {50: 0.0, 95: 0.0, 99: 0.0}
     query.close()
+
+
+def _random_ranges(rng: random.Random, n: int) -> list[tuple[datetime | None, datetime | None]]:
+    """Ranges with odd edges: mid-hour, on the hour, on midnight, open, empty, reversed."""
+    out: list[tuple[datetime | None, datetime | None]] = [(None, None)]
+    for _ in range(n):
+        a = NOW - timedelta(minutes=rng.randrange(0, 6 * 24 * 60), seconds=rng.randrange(60))
+        b = a + timedelta(minutes=rng.randrange(0, 4 * 24 * 60))
+        if rng.random() < 0.2:
+            a = a.replace(minute=0, second=0, microsecond=0)
+        if rng.random() < 0.2:
+            b = b.replace(hour=0, minute=0, second=0, microsecond=0)
+        out.append(rng.choice([(a, b), (None, b), (a, None), (b, a)]))
+    return out
+
+
+def test_rollups_answer_exactly_what_the_events_say(loaded: tuple[Query, list[Event]]) -> None:
+    """For random ranges and filters, rollup answers equal the events table's answers."""
+    query, _ = loaded
+    raw = Query(query.store, use_rollups=False)
+    rng = random.Random(11)
+    questions = [
+        ("totals", {}), ("totals", {"kind": "llm"}), ("totals", {"bot_id": "bot-1"}),
+        ("totals", {"user_id": "user-2", "kind": "command"}), ("breakdown", {"by": "model"}),
+        ("breakdown", {"by": "name", "kind": "tool"}), ("breakdown", {"by": ("kind", "name"),
+        "status": "error"}), ("breakdown", {"by": ("user_id", "kind")}),
+        ("breakdown", {"by": "tenant_id", "kind": "llm"}), ("breakdown", {"by": "bot_id"}),
+        ("timeseries", {"bucket": "day", "kind": "command"}), ("timeseries", {"bucket": "hour"}),
+    ]  # fmt: skip
+    for since, until in _random_ranges(rng, 25):
+        for method, kwargs in questions:
+            ours = getattr(query, method)(since=since, until=until, **kwargs)
+            theirs = getattr(raw, method)(since=since, until=until, **kwargs)
+            if method == "totals":
+                ours, theirs = [("", ours)], [("", theirs)]
+            else:
+                ours = [(g.key, g.summary) for g in ours]
+                theirs = [(g.key, g.summary) for g in theirs]
+                if method == "breakdown":
+                    ours, theirs = sorted(ours, key=repr), sorted(theirs, key=repr)
+            assert [k for k, _ in ours] == [k for k, _ in theirs], (method, kwargs, since, until)
+            for (_, a), (_, b) in zip(ours, theirs, strict=True):
+                assert _actual(a) == _actual(b), (method, kwargs, since, until)
+                assert a.duration_ms_total == pytest.approx(b.duration_ms_total)
+
+
+def test_rollups_equal_a_rebuild_after_replays_and_concurrent_writers(db_url: str) -> None:
+    """Four writers at once, then every batch replayed: rollups equal a full recomputation."""
+    import threading
+
+    ledgers = [Ledger(db_url, handle_signals=False, strict=True) for _ in range(4)]
+    threads = [
+        threading.Thread(target=_generate, args=(led, 150, seed))
+        for seed, led in enumerate(ledgers)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for led in ledgers:
+        assert led.flush()
+    store = ledgers[0].store
+    assert store is not None
+    stored = store.events()
+    assert len(stored) == 600
+    # Replay: the same rows again, through the store, in batches of every size path.
+    rows = [e.to_row() for e in stored]
+    assert store.write(rows[:10]) == 0
+    assert store.write(rows) == 0
+    before = _rollup_rows(store)
+    assert store.rebuild_rollups() == 600
+    assert _rollup_rows(store) == before
+    query = Query(store)
+    assert _actual(query.totals()) == _expected(stored)
+    for led in ledgers:
+        led.close()
+
+
+def _rollup_rows(store: object) -> dict[str, list[tuple[object, ...]]]:
+    from sqlalchemy import select
+
+    from agentledger.store.schema import rollup_tables
+
+    out = {}
+    with store.engine.connect() as conn:  # type: ignore[attr-defined]
+        for name, table in rollup_tables.items():
+            rows = [tuple(r) for r in conn.execute(select(table))]
+            out[name] = sorted(
+                (tuple(round(v, 6) if isinstance(v, float) else v for v in r) for r in rows),
+                key=repr,
+            )
+    return out

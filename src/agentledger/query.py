@@ -23,8 +23,10 @@ from typing import Any, Final
 
 from sqlalchemy import BigInteger, ColumnElement, Select, and_, case, func, select, type_coerce
 
+from ._aggregates import DURATION_BOUNDS_S
 from .errors import ConfigError
-from .store.schema import events
+from .store import rollups
+from .store.schema import events, from_epoch_us, rollup_tables, to_epoch_us
 from .store.sql import SQLStore
 
 __all__ = ["BREAKDOWN_DIMENSIONS", "Group", "Query", "Summary", "days_ago"]
@@ -56,7 +58,8 @@ class Summary:
     cost_usd: Decimal = _ZERO
     unpriced_calls: int = 0
     duration_ms_total: float = 0.0
-    unique_users: int = 0
+    #: Distinct users; None unless asked for (``distinct_users=True``), which reads events.
+    unique_users: int | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -85,9 +88,11 @@ class Group:
 class Query:
     """Read-only questions over one store's events."""
 
-    def __init__(self, store: SQLStore) -> None:
+    def __init__(self, store: SQLStore, *, use_rollups: bool = True) -> None:
         self.store = store
         self._dialect = store.dialect
+        #: Answer from rollups where they can (False: always read the events table).
+        self.use_rollups = use_rollups
 
     @classmethod
     def open(cls, url: str) -> Query:
@@ -143,17 +148,159 @@ class Query:
         ]
 
     @staticmethod
-    def _summary(values: Sequence[Any]) -> Summary:
-        (calls, errors, inp, out, cr, cw, rs, cost, unpriced, duration, users) = values
+    def _summary(values: Sequence[Any], distinct_users: bool = True) -> Summary:
+        (calls, errors, inp, out, cr, cw, rs, cost, unpriced, duration) = values[:10]
         return Summary(
             int(calls), int(errors), int(inp), int(out), int(cr), int(cw), int(rs),
             Decimal(str(cost)) if cost is not None else _ZERO, int(unpriced),
-            float(duration), int(users),
+            float(duration), int(values[10]) if distinct_users else None,
         )  # fmt: skip
 
     def _run(self, query: Select[Any]) -> list[Any]:
         with self.store.engine.connect() as conn:
             return list(conn.execute(query))
+
+    # --- rollups --------------------------------------------------------------------------
+    def _spec(
+        self,
+        dims: Sequence[str],
+        tags: dict[str, str] | None,
+        filters: dict[str, Any],
+        distinct_users: bool,
+    ) -> str | None:
+        """The rollup that can answer, or None (then the events table does)."""
+        if tags or distinct_users or not self.use_rollups:
+            return None
+        unknown = set(filters) - set(_FILTERS)
+        if unknown:
+            raise ConfigError(f"unknown filter(s) {sorted(unknown)}; use {list(_FILTERS)}")
+        return rollups.choose([*dims, *(k for k, v in filters.items() if v is not None)])
+
+    def _from_rollups(
+        self,
+        spec: str,
+        dims: Sequence[str],
+        since: datetime | None,
+        until: datetime | None,
+        filters: dict[str, Any],
+        *,
+        series: str | None = None,
+        histogram: bool = False,
+    ) -> dict[tuple[Any, ...], list[Any]]:
+        """Measures (rollups.MEASURES order) per ``(bucket?, *dims)``, exact for any range.
+
+        Whole days and hours come from the rollup, the partial hours at the edges from the
+        events (see :func:`agentledger.store.rollups.plan`).
+        """
+        lo = None if since is None else to_epoch_us(_aware(since, "since"))
+        hi = None if until is None else to_epoch_us(_aware(until, "until"))
+        if lo is not None and hi is not None and lo >= hi:
+            return {}
+        finest = "h" if series == "hour" else "d"
+        width = rollups.HOUR_US if series == "hour" else rollups.DAY_US
+        out: dict[tuple[Any, ...], list[Any]] = {}
+        for segment in rollups.plan(lo, hi, finest=finest):
+            if segment.source == "events":
+                rows = self._events_measures(dims, segment, filters, series, histogram)
+            else:
+                rows = self._rollup_measures(spec, dims, segment, filters, series is not None)
+            for key, measures in rows:
+                if series is not None:
+                    key = (key[0] - key[0] % width, *key[1:])
+                acc = out.get(key)
+                if acc is None:
+                    out[key] = measures
+                else:
+                    for i, value in enumerate(measures):
+                        acc[i] += value
+        return out
+
+    def _rollup_measures(
+        self,
+        spec: str,
+        dims: Sequence[str],
+        segment: rollups.Segment,
+        filters: dict[str, Any],
+        by_bucket: bool,
+    ) -> list[tuple[tuple[Any, ...], list[Any]]]:
+        table = rollup_tables[spec]
+        c = table.c
+        keys = [c.bucket] if by_bucket else []
+        keys += [c[d] for d in dims]
+        clauses: list[ColumnElement[bool]] = [c.grain == segment.source]
+        if segment.lo is not None:
+            clauses.append(c.bucket >= from_epoch_us(segment.lo))
+        if segment.hi is not None:
+            clauses.append(c.bucket < from_epoch_us(segment.hi))
+        for name, value in filters.items():
+            if value is not None:
+                clauses.append(c[name] == value)
+        money = (
+            func.coalesce(func.sum(c.cost_usd), 0)
+            if self._dialect == "postgresql"
+            else func.agentledger_dsum(c.cost_usd)
+        )
+        columns = [
+            func.coalesce(func.sum(c[m]), 0) if m != "cost_usd" else money for m in rollups.MEASURES
+        ]
+        query = select(*keys, *columns).where(and_(*clauses)).group_by(*keys)
+        n = len(keys)
+        out = []
+        for row in self._run(query):
+            key = tuple(rollups.key_value(v) for v in row[:n])
+            if by_bucket:
+                key = (rollups.bucket_us(row[0]), *key[1:])
+            out.append((key, _measures(row[n:])))
+        return out
+
+    def _events_measures(
+        self,
+        dims: Sequence[str],
+        segment: rollups.Segment,
+        filters: dict[str, Any],
+        series: str | None,
+        histogram: bool,
+    ) -> list[tuple[tuple[Any, ...], list[Any]]]:
+        since = None if segment.lo is None else from_epoch_us(segment.lo)
+        until = None if segment.hi is None else from_epoch_us(segment.hi)
+        keys: list[Any] = []
+        if series is not None:
+            keys.append(self._bucket_expr(series))
+        keys += [events.c[d] for d in dims]
+        c = events.c
+        columns = [*self._summary_columns()[:-1]]
+        if histogram:
+            # Bucket i holds durations in (bound[i-1], bound[i]], as the live aggregates.
+            cumulative = [
+                func.coalesce(func.sum(case((c.duration_ms <= b * 1000.0, 1), else_=0)), 0)
+                for b in DURATION_BOUNDS_S
+            ]
+            columns += cumulative
+        query = (
+            select(*keys, *columns)
+            .where(and_(True, *self._where(since, until, None, filters)))
+            .group_by(*keys)
+        )
+        n = len(keys)
+        out = []
+        for row in self._run(query):
+            key = tuple(row[:n])
+            if series is not None:
+                key = (_bucket_to_us(key[0]), *key[1:])
+            measures = _measures(row[n : n + 10])
+            if histogram:
+                running = [int(x) for x in row[n + 10 :]]
+                hist = [b - a for a, b in zip([0, *running], [*running, measures[0]], strict=True)]
+                measures[rollups.HIST :] = hist
+            out.append((key, measures))
+        return out
+
+    def _bucket_expr(self, bucket: str) -> Any:
+        if self._dialect == "postgresql":
+            return func.date_trunc(bucket, func.timezone("UTC", events.c.started_at))
+        width = 86_400_000_000 if bucket == "day" else 3_600_000_000
+        micros = type_coerce(events.c.started_at, BigInteger)  # plain integer arithmetic
+        return (micros // width) * width  # `/` would be true division
 
     # --- questions ------------------------------------------------------------------------
     def totals(
@@ -162,13 +309,22 @@ class Query:
         since: datetime | None = None,
         until: datetime | None = None,
         tags: dict[str, str] | None = None,
+        distinct_users: bool = False,
         **filters: Any,
     ) -> Summary:
-        """Figures over every event matching the time range and filters."""
-        query = select(*self._summary_columns()).where(
-            and_(True, *self._where(since, until, tags, filters))
-        )
-        return self._summary(self._run(query)[0])
+        """Figures over every event matching the time range and filters.
+
+        ``distinct_users=True`` also counts distinct users (read from the events table).
+        """
+        spec = self._spec((), tags, filters, distinct_users)
+        if spec is not None:
+            found = self._from_rollups(spec, (), since, until, filters)
+            return _summary_of(found.get(()))
+        columns = self._summary_columns()
+        if not distinct_users:
+            columns = columns[:-1]
+        query = select(*columns).where(and_(True, *self._where(since, until, tags, filters)))
+        return self._summary(self._run(query)[0], distinct_users)
 
     def breakdown(
         self,
@@ -179,6 +335,7 @@ class Query:
         tags: dict[str, str] | None = None,
         order: str = "cost",
         limit: int | None = None,
+        distinct_users: bool = False,
         **filters: Any,
     ) -> list[Group]:
         """Figures per value of ``by`` (one dimension or several), largest first.
@@ -189,14 +346,22 @@ class Query:
         bad = [d for d in dims if d not in BREAKDOWN_DIMENSIONS]
         if bad or not dims:
             raise ConfigError(f"cannot break down by {bad or dims}; use {BREAKDOWN_DIMENSIONS}")
+        spec = self._spec(dims, tags, filters, distinct_users)
+        if spec is not None:
+            found = self._from_rollups(spec, dims, since, until, filters)
+            groups = [Group(key, _summary_of(m)) for key, m in found.items() if m[0]]
+            return _ordered(groups, order)[:limit]
         keys = [events.c[d] for d in dims]
+        columns = self._summary_columns()
+        if not distinct_users:
+            columns = columns[:-1]
         query = (
-            select(*keys, *self._summary_columns())
+            select(*keys, *columns)
             .where(and_(True, *self._where(since, until, tags, filters)))
             .group_by(*keys)
         )
         groups = [
-            Group(tuple(row[: len(dims)]), self._summary(row[len(dims) :]))
+            Group(tuple(row[: len(dims)]), self._summary(row[len(dims) :], distinct_users))
             for row in self._run(query)
         ]
         return _ordered(groups, order)[:limit]
@@ -208,34 +373,34 @@ class Query:
         since: datetime | None = None,
         until: datetime | None = None,
         tags: dict[str, str] | None = None,
+        distinct_users: bool = False,
         **filters: Any,
     ) -> list[Group]:
         """Figures per UTC ``"day"`` or ``"hour"``, oldest first; key is the bucket start."""
         if bucket not in ("day", "hour"):
             raise ConfigError(f"bucket must be 'day' or 'hour', got {bucket!r}")
-        start: Any
-        if self._dialect == "postgresql":
-            start = func.date_trunc(bucket, func.timezone("UTC", events.c.started_at))
-        else:  # integer microseconds since the epoch
-            width = 86_400_000_000 if bucket == "day" else 3_600_000_000
-            micros = type_coerce(events.c.started_at, BigInteger)  # plain integer arithmetic
-            start = (micros // width) * width  # `/` would be true division
-        start = start.label("bucket")
+        spec = self._spec((), tags, filters, distinct_users)
+        if spec is not None:
+            found = self._from_rollups(spec, (), since, until, filters, series=bucket)
+            return [
+                Group((from_epoch_us(key[0]),), _summary_of(found[key]))
+                for key in sorted(found)
+                if found[key][0]
+            ]
+        start = self._bucket_expr(bucket).label("bucket")
+        columns = self._summary_columns()
+        if not distinct_users:
+            columns = columns[:-1]
         query = (
-            select(start, *self._summary_columns())
+            select(start, *columns)
             .where(and_(True, *self._where(since, until, tags, filters)))
             .group_by(start)
             .order_by(start)
         )
-        out = []
-        for row in self._run(query):
-            value = row[0]
-            if isinstance(value, datetime):
-                when = value.replace(tzinfo=UTC)
-            else:
-                when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(value))
-            out.append(Group((when,), self._summary(row[1:])))
-        return out
+        return [
+            Group((from_epoch_us(_bucket_to_us(row[0])),), self._summary(row[1:], distinct_users))
+            for row in self._run(query)
+        ]
 
     def percentiles(
         self,
@@ -244,12 +409,25 @@ class Query:
         since: datetime | None = None,
         until: datetime | None = None,
         tags: dict[str, str] | None = None,
+        exact: bool = False,
         **filters: Any,
     ) -> dict[float, float]:
-        """Duration percentiles in ms (nearest-rank), e.g. ``{50: 812.0, 95: 2400.0, ...}``."""
+        """Duration percentiles in ms, e.g. ``{50: 812.0, 95: 2400.0, ...}``.
+
+        From the rollups' latency histograms (OpenTelemetry GenAI duration buckets),
+        interpolated within the bucket that holds the rank, so the answer is in the same
+        bucket as the exact value; ``exact=True`` (or a filter the rollups cannot answer)
+        reads every duration from the events table instead (nearest rank).
+        """
         for q in quantiles:
-            if not 0 < q <= 100:
+            if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 100:
                 raise ConfigError(f"quantiles are in (0, 100], got {q!r}")
+        spec = None if exact else self._spec((), tags, filters, False)
+        if spec is not None:
+            found = self._from_rollups(spec, (), since, until, filters, histogram=True)
+            measures = found.get(())
+            hist = [0] * len(rollups.HIST_COLUMNS) if measures is None else measures[10:]
+            return {q: _from_histogram(hist, q) for q in quantiles}
         query = (
             select(events.c.duration_ms)
             .where(and_(True, *self._where(since, until, tags, filters)))
@@ -257,6 +435,48 @@ class Query:
         )
         values = [float(r[0]) for r in self._run(query)]
         return {q: _nearest_rank(values, q) for q in quantiles}
+
+
+def _measures(values: Sequence[Any]) -> list[Any]:
+    """Summed SQL values (rollups.MEASURES order, histogram optional) as Python numbers."""
+    out: list[Any] = [int(v) for v in values[: rollups.COST]]
+    cost = values[rollups.COST]
+    out.append(Decimal(str(cost)) if cost is not None else _ZERO)
+    out.append(int(values[8]))
+    out.append(float(values[9] or 0.0))
+    hist = [int(v) for v in values[10:]]
+    out += hist or [0] * len(rollups.HIST_COLUMNS)
+    return out
+
+
+def _summary_of(measures: list[Any] | None) -> Summary:
+    if measures is None:
+        return Summary()
+    return Summary(*measures[:10])
+
+
+def _bucket_to_us(value: Any) -> int:
+    if isinstance(value, datetime):
+        return to_epoch_us(value.replace(tzinfo=UTC) if value.tzinfo is None else value)
+    return int(value)
+
+
+def _from_histogram(hist: Sequence[int], q: float) -> float:
+    """The ``q`` percentile in ms, linearly interpolated inside the bucket holding its rank."""
+    total = sum(hist)
+    if not total:
+        return 0.0
+    rank = max(1, math.ceil(q / 100 * total))
+    bounds = [0.0, *(b * 1000.0 for b in DURATION_BOUNDS_S)]
+    seen = 0
+    for i, count in enumerate(hist):
+        if count and seen + count >= rank:
+            if i >= len(DURATION_BOUNDS_S):  # the +Inf bucket: its lower bound
+                return bounds[-1]
+            low, high = bounds[i], bounds[i + 1]
+            return low + (high - low) * (rank - seen) / count
+        seen += count
+    return bounds[-1]
 
 
 def _nearest_rank(sorted_values: list[float], q: float) -> float:

@@ -200,7 +200,7 @@ class MetricsTracker:
     def get_command_stats(self, days: float = 7) -> list[dict[str, Any]]:
         """Command, total uses and unique users, most used first."""
         groups = self._query().breakdown("name", kind="command", order="calls",
-                                         since=_since(days))  # fmt: skip
+                                         since=_since(days), distinct_users=True)  # fmt: skip
         return [{"command": g.key[0], "total_uses": g.summary.calls,
                  "unique_users": g.summary.unique_users} for g in groups]  # fmt: skip
 

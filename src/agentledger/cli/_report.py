@@ -42,7 +42,7 @@ def _money(value: Decimal) -> str:
 
 
 def _commands(q: Query, f: dict[str, Any]) -> Report:
-    groups = q.breakdown("name", kind="command", order="calls", **f)
+    groups = q.breakdown("name", kind="command", order="calls", distinct_users=True, **f)
     rows = [[g.key[0], g.summary.calls, g.summary.unique_users] for g in groups]
     return Report("Command usage", ["Command", "Total Uses", "Unique Users"], rows)
 

@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["Money", "UTCDateTime", "events", "metadata"]
+__all__ = ["Money", "UTCDateTime", "events", "metadata", "rollup_tables"]
 
 metadata = MetaData()
 
@@ -144,3 +144,31 @@ events = Table(
     Index("ix_events_tenant_time", "tenant_id", "started_at"),
     Index("ix_events_trace", "trace_id"),
 )
+
+
+def _rollup_table(name: str, dims: tuple[str, ...]) -> Table:
+    from .rollups import COST, HIST_COLUMNS, MEASURES, table_name
+
+    label = {"kind": String(16), "status": String(8), "name": String(512)}
+    return Table(
+        table_name(name),
+        metadata,
+        Column("grain", String(1), primary_key=True),
+        Column("bucket", UTCDateTime(), primary_key=True),
+        *(Column(d, label.get(d, _LABEL), primary_key=True) for d in dims),
+        *(Column(m, BigInteger, nullable=False) for m in MEASURES[:COST]),
+        Column("cost_usd", Money(), nullable=False),
+        Column("unpriced_calls", BigInteger, nullable=False),
+        Column("duration_ms", Float, nullable=False),
+        *(Column(h, BigInteger, nullable=False) for h in HIST_COLUMNS),
+    )
+
+
+def _rollups() -> dict[str, Table]:
+    from .rollups import SPECS
+
+    return {name: _rollup_table(name, dims) for name, dims in SPECS.items()}
+
+
+#: Rollup name -> its table (see :mod:`agentledger.store.rollups`).
+rollup_tables: dict[str, Table] = _rollups()

@@ -25,21 +25,18 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlche
 
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..events import ROW_FIELDS, Event
+from . import rollups
 from .schema import events as events_table
 
 __all__ = ["HEAD_REVISION", "SQLStore", "normalize_url"]
 
 log = logging.getLogger("agentledger.store")
 
-HEAD_REVISION: Final = "0002_seed_views"  # a test checks this against the migration scripts
+HEAD_REVISION: Final = "0003_rollups"  # a test checks this against the migration scripts
 _MIGRATIONS: Final = Path(__file__).with_name("migrations")
 _COLS: Final = ", ".join(ROW_FIELDS)
 _SQLITE_INSERT: Final = (
     f"INSERT OR IGNORE INTO events ({_COLS}) VALUES ({', '.join('?' * len(ROW_FIELDS))})"
-)
-_PG_INSERT: Final = (
-    f"INSERT INTO events ({_COLS}) VALUES ({', '.join(['%s'] * len(ROW_FIELDS))}) "
-    "ON CONFLICT (event_id) DO NOTHING"
 )
 _COPY_MIN_ROWS: Final = 50  # below this, executemany beats the COPY + INSERT..SELECT round trips
 
@@ -127,6 +124,9 @@ class SQLStore:
             cur.close()
             # SQLite has no decimal type: money is decimal text, summed exactly here.
             dbapi_conn.create_aggregate("agentledger_dsum", 1, _DecimalSum)
+            dbapi_conn.create_function(
+                "agentledger_dadd", 2, rollups.decimal_add, deterministic=True
+            )
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
@@ -195,7 +195,11 @@ class SQLStore:
 
     # --- writes ---------------------------------------------------------------------------
     def write(self, rows: Sequence[tuple[Any, ...]]) -> int:
-        """Insert ``rows`` in one transaction, ignoring known event ids; return rows inserted."""
+        """Insert ``rows`` in one transaction, ignoring known event ids; return rows inserted.
+
+        The rollups are updated in the same transaction from the rows actually inserted, so
+        events and rollups never disagree and a replayed batch changes neither.
+        """
         if not rows:
             return 0
         try:
@@ -217,6 +221,103 @@ class SQLStore:
             raise _store_error(exc, self.url) from None
         except Exception as exc:  # driver errors raised outside SQLAlchemy's wrapping
             raise StoreError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+
+    def _transaction(self, work: Any) -> Any:
+        """Run ``work(raw_connection)`` in one write transaction (blocking other writers)."""
+        try:
+            with self._lock, self.engine.connect() as conn:
+                raw: Any = conn.connection.driver_connection
+                try:
+                    if self.dialect == "sqlite":
+                        raw.execute("BEGIN IMMEDIATE")
+                    else:
+                        with raw.cursor() as cur:  # writers wait; readers go on
+                            cur.execute("LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE")
+                    result = work(raw)
+                    raw.commit()
+                except BaseException:
+                    raw.rollback()
+                    raise
+                return result
+        except SQLAlchemyError as exc:
+            raise _store_error(exc, self.url) from None
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"{_redact(self.url)}: {type(exc).__name__}: {exc}") from exc
+
+    def rebuild_rollups(self) -> int:
+        """Recompute every rollup from the events table; return the events folded.
+
+        One transaction: writers wait until it is done, readers see the old rollups until
+        it commits. Rollups of events already pruned are lost by a rebuild (see prune).
+        """
+        return int(self._transaction(lambda raw: rebuild_rollups_on(raw, self.dialect)))
+
+    def prune(
+        self,
+        before: datetime,
+        *,
+        batch: int = 10_000,
+        progress: Any = None,
+    ) -> int:
+        """Delete events that started before ``before``, ``batch`` rows per transaction.
+
+        Rollups are kept, so reports over the pruned period still add up (from whole hours
+        and days; a partial hour at a range's edge needs its events). Each batch is its own
+        short transaction, so writers are never blocked for long. ``progress(n)`` is called
+        with the rows deleted after each batch. Returns the total deleted.
+        """
+        if before.tzinfo is None:
+            raise ConfigError("prune: 'before' must be a timezone-aware datetime")
+        if self.dialect == "sqlite":
+            from .schema import to_epoch_us
+
+            sql = ("DELETE FROM events WHERE rowid IN "
+                   "(SELECT rowid FROM events WHERE started_at < ? LIMIT ?)")  # fmt: skip
+            args: tuple[Any, ...] = (to_epoch_us(before.astimezone(UTC)), batch)
+        else:
+            sql = ("DELETE FROM events WHERE ctid IN "
+                   "(SELECT ctid FROM events WHERE started_at < %s LIMIT %s)")  # fmt: skip
+            args = (before, batch)
+        total = 0
+        while True:
+            with self._lock, self.engine.connect() as conn:
+                raw: Any = conn.connection.driver_connection
+                try:
+                    cur = raw.cursor()
+                    if self.dialect == "sqlite":
+                        cur.execute("BEGIN IMMEDIATE")
+                    cur.execute(sql, args)
+                    deleted = int(cur.rowcount)
+                    cur.close()
+                    raw.commit()
+                except BaseException:
+                    raw.rollback()
+                    raise
+            total += deleted
+            if progress is not None:
+                progress(deleted)
+            if deleted < batch:
+                return total
+
+    def vacuum(self) -> None:
+        """Give the space of deleted rows back (SQLite ``VACUUM``, PostgreSQL ``VACUUM``)."""
+        try:
+            with self._lock, self.engine.connect() as conn:
+                raw: Any = conn.connection.driver_connection
+                if self.dialect == "sqlite":
+                    raw.execute("VACUUM")
+                else:
+                    raw.rollback()
+                    previous = raw.autocommit
+                    raw.autocommit = True
+                    try:
+                        raw.execute("VACUUM (ANALYZE) events")
+                    finally:
+                        raw.autocommit = previous
+        except SQLAlchemyError as exc:
+            raise _store_error(exc, self.url) from None
 
     # --- reads ----------------------------------------------------------------------------
     def events(self, *, limit: int | None = None) -> list[Event]:
@@ -270,10 +371,60 @@ def _write_sqlite(raw: Any, rows: Sequence[tuple[Any, ...]]) -> int:
         # IMMEDIATE takes the write lock up front, where the busy timeout can wait for it;
         # a deferred transaction that must upgrade its lock fails at once instead.
         cur.execute("BEGIN IMMEDIATE")
+        last = cur.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
         cur.executemany(_SQLITE_INSERT, params)
-        return int(cur.rowcount)
+        inserted = int(cur.rowcount)
+        if inserted != len(params):  # some ids were already stored: fold only the new rows
+            new = {r[0] for r in cur.execute("SELECT event_id FROM events WHERE rowid > ?",
+                                             (last,))}  # fmt: skip
+            params = [p for p in params if p[0] in new]
+        _upsert_rollups(cur, params, "sqlite")
+        return inserted
     finally:
         cur.close()
+
+
+def _upsert_rollups(cur: Any, params: Sequence[tuple[Any, ...]], dialect: str) -> None:
+    """Add ``params`` (store-ready rows with started_at in epoch µs) to every rollup."""
+    if not params:
+        return
+    for spec, rows in rollups.fold(params).items():
+        if dialect == "sqlite":  # money is decimal text on SQLite
+            at = 2 + len(rollups.SPECS[spec]) + rollups.COST
+            rows = [(*r[:at], str(r[at]), *r[at + 1 :]) for r in rows]
+        else:
+            rows = rollups.pg_rows(rows)
+        cur.executemany(rollups.upsert_sql(spec, dialect), rows)
+
+
+def rebuild_rollups_on(raw: Any, dialect: str, *, chunk: int = 50_000) -> int:
+    """Empty the rollups and refold every stored event, on ``raw`` in its open transaction."""
+    wanted = {4, 5, 6, 7, 8, 9, 10, 11, 13, 16, 17, 18, 19, 20, 21, 22, 24}
+    columns = ", ".join(name if i in wanted else "NULL" for i, name in enumerate(ROW_FIELDS[:25]))
+    cur = raw.cursor()
+    total = 0
+    try:
+        for spec in rollups.SPECS:
+            cur.execute(f"DELETE FROM {rollups.table_name(spec)}")
+        reader = raw.cursor(name="agentledger_rebuild") if dialect != "sqlite" else raw.cursor()
+        try:
+            reader.execute(f"SELECT {columns} FROM events")
+            while batch := reader.fetchmany(chunk):
+                if dialect != "sqlite":
+                    batch = [_pg_fold_row(r) for r in batch]
+                _upsert_rollups(cur, batch, dialect)
+                total += len(batch)
+        finally:
+            reader.close()
+    finally:
+        cur.close()
+    return total
+
+
+def _pg_fold_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    from .schema import to_epoch_us
+
+    return (*row[:4], to_epoch_us(row[4]), *row[5:])
 
 
 def _sqlite_params(row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -297,8 +448,16 @@ def _write_postgres(raw: Any, rows: Sequence[tuple[Any, ...]]) -> int:
     params = [_pg_params(r) for r in rows]
     with raw.cursor() as cur:
         if len(params) < _COPY_MIN_ROWS:
-            cur.executemany(_PG_INSERT, params)
-            return len(params) if cur.rowcount < 0 else int(cur.rowcount)
+            # One multi-row INSERT .. RETURNING: it says which ids were new.
+            values = ", ".join([f"({', '.join(['%s'] * len(ROW_FIELDS))})"] * len(params))
+            cur.execute(
+                f"INSERT INTO events ({_COLS}) VALUES {values} "
+                "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                [v for p in params for v in p],
+            )
+            new = {r[0] for r in cur.fetchall()}
+            _upsert_rollups(cur, [_sqlite_params(r) for r in rows if r[0] in new], "postgresql")
+            return len(new)
         # Fast path: COPY straight into events. A replayed batch (an id already stored)
         # makes it fail as a whole; then roll back to the savepoint and take the slower
         # idempotent path below.
@@ -313,6 +472,7 @@ def _write_postgres(raw: Any, rows: Sequence[tuple[Any, ...]]) -> int:
             cur.execute("ROLLBACK TO SAVEPOINT agentledger_copy")
         else:
             cur.execute("RELEASE SAVEPOINT agentledger_copy")
+            _upsert_rollups(cur, [_sqlite_params(r) for r in rows], "postgresql")
             return len(params)
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS agentledger_stage "
@@ -323,9 +483,11 @@ def _write_postgres(raw: Any, rows: Sequence[tuple[Any, ...]]) -> int:
                 copy.write_row(p)
         cur.execute(
             f"INSERT INTO events ({_COLS}) SELECT {_COLS} FROM agentledger_stage "
-            "ON CONFLICT (event_id) DO NOTHING"
+            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
         )
-        return int(cur.rowcount)
+        new = {r[0] for r in cur.fetchall()}
+        _upsert_rollups(cur, [_sqlite_params(r) for r in rows if r[0] in new], "postgresql")
+        return len(new)
 
 
 def _pg_params(row: tuple[Any, ...]) -> tuple[Any, ...]:

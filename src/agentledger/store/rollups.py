@@ -1,0 +1,268 @@
+"""Rollups: per-hour and per-day totals, kept by the writer in the events' own transaction.
+
+A report over a year of history reads a few thousand rollup rows instead of millions of
+events. Each rollup groups the events by a time bucket and a few dimensions and keeps what
+the query module needs to answer exactly: counts, error counts, the five token sums, the
+exact Decimal cost, unpriced calls, the duration sum and a latency histogram over the
+OpenTelemetry GenAI duration boundaries (so percentiles are accurate to a bucket and sums of
+buckets merge across processes and time).
+
+Which rollups exist is a trade: a dimension with many values (``user_id``) makes a rollup as
+large as the events if it is combined with others, so each rollup is small on purpose:
+
+========== ============================================ =========================================
+rollup     key (besides grain and bucket)               answers
+========== ============================================ =========================================
+``kinds``  kind, status                                 totals, trends, percentiles, error rates
+``what``   kind, status, provider, model, name          by model / command / tool, errors
+``bots``   bot_id, kind                                 by bot, ``--bot`` totals
+``tenants`` tenant_id, kind                             by tenant, ``--tenant`` totals
+``users``  user_id, kind                                by user, ``--user`` totals
+========== ============================================ =========================================
+
+Grains are ``h`` (hour) and ``d`` (UTC day). A time range is answered from whole days, the
+whole hours at its edges and the events of its partial hours (see :func:`plan`), so results
+are exact for any range. Queries that no rollup can answer (a ``task_id`` breakdown, tags,
+two attribution dimensions at once) read the events table.
+
+Idempotence: only events that were actually inserted are folded in (a replayed batch whose
+ids are already stored changes nothing), in the same transaction as the insert.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+from .._aggregates import DURATION_BOUNDS_S
+
+__all__ = [
+    "GRAINS",
+    "HIST_COLUMNS",
+    "MEASURES",
+    "SPECS",
+    "Segment",
+    "choose",
+    "fold",
+    "plan",
+    "upsert_sql",
+]
+
+HOUR_US: Final = 3_600_000_000
+DAY_US: Final = 86_400_000_000
+GRAINS: Final = {"h": HOUR_US, "d": DAY_US}
+
+#: Rollup name -> its key dimensions, smallest first (the planner takes the first that fits).
+SPECS: Final[dict[str, tuple[str, ...]]] = {
+    "kinds": ("kind", "status"),
+    "bots": ("bot_id", "kind"),
+    "tenants": ("tenant_id", "kind"),
+    "users": ("user_id", "kind"),
+    "what": ("kind", "status", "provider", "model", "name"),
+}
+_BOUNDS_MS: Final = tuple(b * 1000.0 for b in DURATION_BOUNDS_S)
+HIST_COLUMNS: Final = tuple(f"h{i:02d}" for i in range(len(DURATION_BOUNDS_S) + 1))
+#: Measure columns, in accumulator order.
+MEASURES: Final = (
+    "calls", "errors", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_write_tokens", "reasoning_tokens", "cost_usd", "unpriced_calls", "duration_ms",
+    *HIST_COLUMNS,
+)  # fmt: skip
+COST: Final = 7
+HIST: Final = 10
+_ZERO: Final = Decimal(0)
+# Row-tuple positions (events.ROW_FIELDS) of every dimension a rollup may key on.
+_POS: Final = {
+    "kind": 6, "name": 7, "provider": 8, "model": 9, "bot_id": 10, "user_id": 11,
+    "tenant_id": 13, "status": 24,
+}  # fmt: skip
+#: Stored instead of NULL in key columns (a unique key cannot match NULLs); attribution and
+#: labels are never empty strings (events validation refuses them).
+NONE: Final = ""
+
+
+def table_name(spec: str) -> str:
+    return f"rollup_{spec}"
+
+
+def _new() -> list[Any]:
+    return [0, 0, 0, 0, 0, 0, 0, _ZERO, 0, 0.0, *([0] * len(HIST_COLUMNS))]
+
+
+def fold(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
+    """Rollup rows (one list per spec) for ``rows`` (store-ready: started_at in epoch µs).
+
+    Each output row is ``(grain, bucket_us, *key, *measures)``. Rows are folded once into a
+    fine key without ``user_id`` and once into ``(hour, user_id, kind)``; the rollups come
+    from those, so the cost per event does not grow with the number of rollups.
+    """
+    fine: dict[tuple[Any, ...], list[Any]] = {}
+    users_h: dict[tuple[Any, ...], list[Any]] = {}
+    users_d: dict[tuple[Any, ...], list[Any]] = {}
+    for row in rows:
+        started = row[4]
+        hour = started - started % HOUR_US
+        kind, user = row[6], row[11] or NONE
+        h_key = (hour, user, kind)
+        d_key = (started - started % DAY_US, user, kind)
+        f_key = (hour, kind, row[24], row[8] or NONE, row[9] or NONE, row[7],
+                 row[10] or NONE, row[13] or NONE)  # fmt: skip
+        error = row[24] == "error"
+        cost = row[21]
+        unpriced = row[22] == "unpriced"
+        duration = row[5]
+        bucket = HIST + bisect_left(_BOUNDS_MS, duration)
+        for table, key in ((fine, f_key), (users_h, h_key), (users_d, d_key)):
+            acc = table.get(key)
+            if acc is None:
+                acc = table[key] = _new()
+            acc[0] += 1
+            if error:
+                acc[1] += 1
+            acc[2] += row[16]
+            acc[3] += row[17]
+            acc[4] += row[18]
+            acc[5] += row[19]
+            acc[6] += row[20]
+            if cost is not None:
+                acc[COST] += cost if isinstance(cost, Decimal) else Decimal(cost)
+            if unpriced:
+                acc[8] += 1
+            acc[9] += duration
+            acc[bucket] += 1
+
+    out: dict[str, list[tuple[Any, ...]]] = {
+        "users": [("h", k[0], k[1], k[2], *acc) for k, acc in users_h.items()]
+        + [("d", k[0], k[1], k[2], *acc) for k, acc in users_d.items()]
+    }
+    # fine key: hour, kind, status, provider, model, name, bot_id, tenant_id
+    projections = {
+        "kinds": (1, 2),
+        "bots": (6, 1),
+        "tenants": (7, 1),
+        "what": (1, 2, 3, 4, 5),
+    }
+    for spec, positions in projections.items():
+        merged: dict[tuple[Any, ...], list[Any]] = {}
+        for key, acc in fine.items():
+            hour = key[0]
+            projected = tuple(key[i] for i in positions)
+            for grain, bucket in (("h", hour), ("d", hour - hour % DAY_US)):
+                mkey = (grain, bucket, *projected)
+                target = merged.get(mkey)
+                if target is None:
+                    merged[mkey] = list(acc)
+                else:
+                    for i, value in enumerate(acc):
+                        target[i] += value
+        out[spec] = [(*k, *acc) for k, acc in merged.items()]
+    return out
+
+
+def upsert_sql(spec: str, dialect: str) -> str:
+    """The parameterised upsert adding one rollup row to what is stored."""
+    table = table_name(spec)
+    keys = ("grain", "bucket", *SPECS[spec])
+    columns = (*keys, *MEASURES)
+    mark = "?" if dialect == "sqlite" else "%s"
+    updates = []
+    for m in MEASURES:
+        if m == "cost_usd":
+            value = (
+                f"agentledger_dadd({table}.cost_usd, excluded.cost_usd)"
+                if dialect == "sqlite"
+                else f"{table}.cost_usd + excluded.cost_usd"
+            )
+        else:
+            value = f"{table}.{m} + excluded.{m}"
+        updates.append(f"{m} = {value}")
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) "
+        f"VALUES ({', '.join([mark] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(updates)}"
+    )
+
+
+def decimal_add(a: Any, b: Any) -> str:
+    """``agentledger_dadd``: exact sum of two decimal texts (SQLite)."""
+    return str(Decimal(str(a or 0)) + Decimal(str(b or 0)))
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A piece of a time range: ``source`` is ``"events"``, ``"h"`` or ``"d"``; bounds in µs
+    since the epoch, ``None`` for open."""
+
+    source: str
+    lo: int | None
+    hi: int | None
+
+
+def plan(lo: int | None, hi: int | None, *, finest: str = "d") -> list[Segment]:
+    """Split ``[lo, hi)`` into whole days, whole hours and partial-hour event ranges.
+
+    ``finest="h"`` stops at hours (an hourly time series). ``None`` bounds are open: an open
+    start reads rollups from the first bucket; an open end reads events after the last
+    whole hour before ``hi`` — and with no ``hi`` at all, the current hour from events.
+    """
+    segments: list[Segment] = []
+    h_lo = None if lo is None else -(-lo // HOUR_US) * HOUR_US  # first whole hour
+    # With no end, rollups hold everything stored (they are written with the events).
+    h_hi = None if hi is None else hi // HOUR_US * HOUR_US
+    if h_lo is not None and h_hi is not None and h_lo >= h_hi:
+        return [Segment("events", lo, hi)]
+    if lo is not None and h_lo != lo:
+        segments.append(Segment("events", lo, h_lo))
+    if finest == "h":
+        segments.append(Segment("h", h_lo, h_hi))
+    else:
+        d_lo = None if h_lo is None else -(-h_lo // DAY_US) * DAY_US
+        d_hi = None if h_hi is None else h_hi // DAY_US * DAY_US
+        if d_lo is not None and d_hi is not None and d_lo >= d_hi:
+            segments.append(Segment("h", h_lo, h_hi))
+        else:
+            if h_lo is not None and d_lo != h_lo:
+                segments.append(Segment("h", h_lo, d_lo))
+            segments.append(Segment("d", d_lo, d_hi))
+            if d_hi is not None and d_hi != h_hi:
+                segments.append(Segment("h", d_hi, h_hi))
+    if hi is not None and h_hi != hi:
+        segments.append(Segment("events", h_hi, hi))
+    return segments
+
+
+def choose(needed: Iterable[str]) -> str | None:
+    """The first (smallest) rollup whose key has every ``needed`` dimension, else None."""
+    wanted = set(needed)
+    for spec, dims in SPECS.items():
+        if wanted <= set(dims):
+            return spec
+    return None
+
+
+def key_value(value: Any) -> Any:
+    """A rollup key column's stored value back to what the events table would say."""
+    return None if value == NONE else value
+
+
+def bucket_us(value: Any) -> int:
+    """A stored bucket (int µs on SQLite, datetime on PostgreSQL) as epoch µs."""
+    if isinstance(value, datetime):
+        from .schema import to_epoch_us
+
+        return to_epoch_us(value.astimezone(UTC))
+    return int(value)
+
+
+def pg_rows(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rollup rows with the bucket as an aware datetime, for PostgreSQL."""
+    from .schema import from_epoch_us
+
+    return [(r[0], from_epoch_us(r[1]), *r[2:]) for r in rows]

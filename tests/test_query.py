@@ -214,6 +214,9 @@ def test_rollups_answer_exactly_what_the_events_say(loaded: tuple[Query, list[Ev
         "status": "error"}), ("breakdown", {"by": ("user_id", "kind")}),
         ("breakdown", {"by": "tenant_id", "kind": "llm"}), ("breakdown", {"by": "bot_id"}),
         ("timeseries", {"bucket": "day", "kind": "command"}), ("timeseries", {"bucket": "hour"}),
+        ("totals", {"distinct_users": True}), ("totals", {"kind": "llm", "distinct_users": True}),
+        ("breakdown", {"by": "name", "kind": "command", "distinct_users": True}),
+        ("breakdown", {"by": ("kind", "name"), "distinct_users": True}),
     ]  # fmt: skip
     for since, until in _random_ranges(rng, 25):
         for method, kwargs in questions:
@@ -229,6 +232,7 @@ def test_rollups_answer_exactly_what_the_events_say(loaded: tuple[Query, list[Ev
             assert [k for k, _ in ours] == [k for k, _ in theirs], (method, kwargs, since, until)
             for (_, a), (_, b) in zip(ours, theirs, strict=True):
                 assert _actual(a) == _actual(b), (method, kwargs, since, until)
+                assert a.unique_users == b.unique_users, (method, kwargs, since, until)
                 assert a.duration_ms_total == pytest.approx(b.duration_ms_total)
 
 
@@ -267,11 +271,11 @@ def test_rollups_equal_a_rebuild_after_replays_and_concurrent_writers(db_url: st
 def _rollup_rows(store: object) -> dict[str, list[tuple[object, ...]]]:
     from sqlalchemy import select
 
-    from agentledger.store.schema import rollup_tables
+    from agentledger.store.schema import rollup_members, rollup_tables
 
     out = {}
     with store.engine.connect() as conn:  # type: ignore[attr-defined]
-        for name, table in rollup_tables.items():
+        for name, table in [*rollup_tables.items(), ("members", rollup_members)]:
             rows = [tuple(r) for r in conn.execute(select(table))]
             out[name] = sorted(
                 (tuple(round(v, 6) if isinstance(v, float) else v for v in r) for r in rows),

@@ -14,6 +14,7 @@ decimal aggregate registered on every SQLite connection), never through floats.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -168,13 +169,67 @@ class Query:
         filters: dict[str, Any],
         distinct_users: bool,
     ) -> str | None:
-        """The rollup that can answer, or None (then the events table does)."""
-        if tags or distinct_users or not self.use_rollups:
+        """The rollup that can answer, or None (then the events table does).
+
+        Distinct users come from the member bitmaps, kept per (kind, name) only.
+        """
+        if tags or not self.use_rollups:
+            return None
+        used = {*dims, *(k for k, v in filters.items() if v is not None)}
+        if distinct_users and not used <= {"kind", "name"}:
             return None
         unknown = set(filters) - set(_FILTERS)
         if unknown:
             raise ConfigError(f"unknown filter(s) {sorted(unknown)}; use {list(_FILTERS)}")
-        return rollups.choose([*dims, *(k for k, v in filters.items() if v is not None)])
+        return rollups.choose(used)
+
+    def _distinct_users(
+        self,
+        dims: Sequence[str],
+        since: datetime | None,
+        until: datetime | None,
+        filters: dict[str, Any],
+    ) -> dict[tuple[Any, ...], int]:
+        """Exact distinct users per ``dims`` (a subset of kind, name): unions of bitmaps."""
+        from .store.schema import rollup_members, user_numbers
+
+        lo = None if since is None else to_epoch_us(_aware(since, "since"))
+        hi = None if until is None else to_epoch_us(_aware(until, "until"))
+        if lo is not None and hi is not None and lo >= hi:
+            return {}
+        bits: dict[tuple[Any, ...], int] = {}
+        for segment in rollups.plan(lo, hi):
+            if segment.source == "events":
+                e, u = events.c, user_numbers.c
+                clauses = self._where(
+                    None if segment.lo is None else from_epoch_us(segment.lo),
+                    None if segment.hi is None else from_epoch_us(segment.hi),
+                    None,
+                    filters,
+                )
+                query = (
+                    select(*[e[d] for d in dims], u.n)
+                    .select_from(events.join(user_numbers, u.user_id == e.user_id))
+                    .where(and_(True, *clauses))
+                    .distinct()
+                )
+                for row in self._run(query):
+                    key = tuple(row[:-1])
+                    bits[key] = bits.get(key, 0) | (1 << int(row[-1]))
+                continue
+            c = rollup_members.c
+            where: list[ColumnElement[bool]] = [c.grain == segment.source]
+            if segment.lo is not None:
+                where.append(c.bucket >= from_epoch_us(segment.lo))
+            if segment.hi is not None:
+                where.append(c.bucket < from_epoch_us(segment.hi))
+            for name, value in filters.items():
+                if value is not None:
+                    where.append(c[name] == value)
+            for row in self._run(select(*[c[d] for d in dims], c.members).where(and_(*where))):
+                key = tuple(row[:-1])
+                bits[key] = bits.get(key, 0) | int.from_bytes(bytes(row[-1]), "little")
+        return {key: value.bit_count() for key, value in bits.items()}
 
     def _from_rollups(
         self,
@@ -319,7 +374,11 @@ class Query:
         spec = self._spec((), tags, filters, distinct_users)
         if spec is not None:
             found = self._from_rollups(spec, (), since, until, filters)
-            return _summary_of(found.get(()))
+            summary = _summary_of(found.get(()))
+            if distinct_users:
+                users = self._distinct_users((), since, until, filters).get((), 0)
+                summary = dataclasses.replace(summary, unique_users=users)
+            return summary
         columns = self._summary_columns()
         if not distinct_users:
             columns = columns[:-1]
@@ -349,7 +408,12 @@ class Query:
         spec = self._spec(dims, tags, filters, distinct_users)
         if spec is not None:
             found = self._from_rollups(spec, dims, since, until, filters)
-            groups = [Group(key, _summary_of(m)) for key, m in found.items() if m[0]]
+            users = self._distinct_users(dims, since, until, filters) if distinct_users else {}
+            groups = [
+                Group(key, _summary_of(m, users.get(key, 0) if distinct_users else None))
+                for key, m in found.items()
+                if m[0]
+            ]
             return _ordered(groups, order)[:limit]
         keys = [events.c[d] for d in dims]
         columns = self._summary_columns()
@@ -379,7 +443,7 @@ class Query:
         """Figures per UTC ``"day"`` or ``"hour"``, oldest first; key is the bucket start."""
         if bucket not in ("day", "hour"):
             raise ConfigError(f"bucket must be 'day' or 'hour', got {bucket!r}")
-        spec = self._spec((), tags, filters, distinct_users)
+        spec = None if distinct_users else self._spec((), tags, filters, False)
         if spec is not None:
             found = self._from_rollups(spec, (), since, until, filters, series=bucket)
             return [
@@ -449,10 +513,13 @@ def _measures(values: Sequence[Any]) -> list[Any]:
     return out
 
 
-def _summary_of(measures: list[Any] | None) -> Summary:
+def _summary_of(measures: list[Any] | None, unique_users: int | None = None) -> Summary:
     if measures is None:
-        return Summary()
-    return Summary(*measures[:10])
+        return Summary(unique_users=unique_users)
+    summary = Summary(*measures[:10])
+    return (
+        summary if unique_users is None else dataclasses.replace(summary, unique_users=unique_users)
+    )
 
 
 def _bucket_to_us(value: Any) -> int:

@@ -22,6 +22,8 @@ from sqlalchemy import (
     Dialect,
     Float,
     Index,
+    Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -31,7 +33,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["Money", "UTCDateTime", "events", "metadata", "rollup_tables"]
+__all__ = [
+    "Money", "UTCDateTime", "events", "metadata", "rollup_members", "rollup_tables",
+    "user_numbers",
+]  # fmt: skip
 
 metadata = MetaData()
 
@@ -172,3 +177,24 @@ def _rollups() -> dict[str, Table]:
 
 #: Rollup name -> its table (see :mod:`agentledger.store.rollups`).
 rollup_tables: dict[str, Table] = _rollups()
+
+
+#: A small number per distinct user id, so sets of users fit in bitmaps.
+user_numbers = Table(
+    "user_numbers",
+    metadata,
+    Column("n", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("user_id", _LABEL, nullable=False, unique=True),
+)
+
+#: Which users were active per hour/day and (kind, name): exact distinct-user counts over
+#: any range are unions of these bitmaps (bit n = user number n, little-endian bytes).
+rollup_members = Table(
+    "rollup_members",
+    metadata,
+    Column("grain", String(1), primary_key=True),
+    Column("bucket", UTCDateTime(), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("name", String(512), primary_key=True),
+    Column("members", LargeBinary, nullable=False),
+)

@@ -32,7 +32,7 @@ __all__ = ["HEAD_REVISION", "SQLStore", "normalize_url"]
 
 log = logging.getLogger("agentledger.store")
 
-HEAD_REVISION: Final = "0003_rollups"  # a test checks this against the migration scripts
+HEAD_REVISION: Final = "0004_rollup_members"  # a test checks this against the migration scripts
 _MIGRATIONS: Final = Path(__file__).with_name("migrations")
 _COLS: Final = ", ".join(ROW_FIELDS)
 _SQLITE_INSERT: Final = (
@@ -88,6 +88,10 @@ class SQLStore:
             )
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        #: Update the rollups with every write. Only benchmarks turn it off (to measure what
+        #: rollups cost); with it off, reports disagree with the events until a rebuild.
+        self.maintain_rollups = True
+        self._user_numbers: dict[str, int] = {}  # committed user_id -> number (never change)
         if migrate:
             try:
                 self.migrate()
@@ -207,15 +211,17 @@ class SQLStore:
                 # The driver connection directly: SQLAlchemy did not begin this transaction,
                 # so it is ours to commit or roll back.
                 raw: Any = conn.connection.driver_connection
+                numbers = _Numbers(self._user_numbers, self.dialect)
                 try:
                     if self.dialect == "sqlite":
-                        inserted = _write_sqlite(raw, rows)
+                        inserted = _write_sqlite(raw, rows, numbers, self.maintain_rollups)
                     else:
-                        inserted = _write_postgres(raw, rows)
+                        inserted = _write_postgres(raw, rows, numbers, self.maintain_rollups)
                     raw.commit()
                 except BaseException:
                     raw.rollback()
                     raise
+                numbers.commit()  # numbers given out in a rolled-back transaction are not kept
                 return inserted
         except SQLAlchemyError as exc:
             raise _store_error(exc, self.url) from None
@@ -364,7 +370,9 @@ class _DecimalSum:
         return str(self.total)
 
 
-def _write_sqlite(raw: Any, rows: Sequence[tuple[Any, ...]]) -> int:
+def _write_sqlite(
+    raw: Any, rows: Sequence[tuple[Any, ...]], numbers: _Numbers, with_rollups: bool = True
+) -> int:
     params = [_sqlite_params(r) for r in rows]
     cur = raw.cursor()
     try:
@@ -374,20 +382,28 @@ def _write_sqlite(raw: Any, rows: Sequence[tuple[Any, ...]]) -> int:
         last = cur.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
         cur.executemany(_SQLITE_INSERT, params)
         inserted = int(cur.rowcount)
-        if inserted != len(params):  # some ids were already stored: fold only the new rows
+        if inserted != len(params) and with_rollups:  # replayed ids: fold only the new rows
             new = {r[0] for r in cur.execute("SELECT event_id FROM events WHERE rowid > ?",
                                              (last,))}  # fmt: skip
             params = [p for p in params if p[0] in new]
-        _upsert_rollups(cur, params, "sqlite")
+        if with_rollups:
+            _upsert_rollups(cur, params, "sqlite", numbers)
         return inserted
     finally:
         cur.close()
 
 
-def _upsert_rollups(cur: Any, params: Sequence[tuple[Any, ...]], dialect: str) -> None:
+def _upsert_rollups(
+    cur: Any,
+    params: Sequence[tuple[Any, ...]],
+    dialect: str,
+    numbers: _Numbers,
+    enabled: bool = True,
+) -> None:
     """Add ``params`` (store-ready rows with started_at in epoch µs) to every rollup."""
-    if not params:
+    if not params or not enabled:
         return
+    _add_members(cur, params, dialect, numbers)
     for spec, rows in rollups.fold(params).items():
         if dialect == "sqlite":  # money is decimal text on SQLite
             at = 2 + len(rollups.SPECS[spec]) + rollups.COST
@@ -406,19 +422,107 @@ def rebuild_rollups_on(raw: Any, dialect: str, *, chunk: int = 50_000) -> int:
     try:
         for spec in rollups.SPECS:
             cur.execute(f"DELETE FROM {rollups.table_name(spec)}")
+        cur.execute("DELETE FROM rollup_members")
+        numbers = _Numbers({}, dialect)
         reader = raw.cursor(name="agentledger_rebuild") if dialect != "sqlite" else raw.cursor()
         try:
             reader.execute(f"SELECT {columns} FROM events")
             while batch := reader.fetchmany(chunk):
                 if dialect != "sqlite":
                     batch = [_pg_fold_row(r) for r in batch]
-                _upsert_rollups(cur, batch, dialect)
+                _upsert_rollups(cur, batch, dialect, numbers)
                 total += len(batch)
         finally:
             reader.close()
     finally:
         cur.close()
     return total
+
+
+class _Numbers:
+    """User numbers for one transaction: the committed cache plus the ones given out now."""
+
+    def __init__(self, cache: dict[str, int], dialect: str) -> None:
+        self.cache = cache
+        self.new: dict[str, int] = {}
+        self.mark = "?" if dialect == "sqlite" else "%s"
+        self.sqlite = dialect == "sqlite"
+
+    def get(self, cur: Any, users: set[str]) -> dict[str, int]:
+        missing = [u for u in users if u not in self.cache and u not in self.new]
+        if missing:
+            insert = (
+                "INSERT OR IGNORE INTO user_numbers (user_id) VALUES (?)"
+                if self.sqlite
+                else "INSERT INTO user_numbers (user_id) VALUES (%s) ON CONFLICT DO NOTHING"
+            )
+            cur.executemany(insert, [(u,) for u in sorted(missing)])
+            for i in range(0, len(missing), 500):
+                chunk = missing[i : i + 500]
+                cur.execute(
+                    "SELECT user_id, n FROM user_numbers WHERE user_id IN "
+                    f"({', '.join([self.mark] * len(chunk))})",
+                    chunk,
+                )
+                self.new.update((u, int(n)) for u, n in cur.fetchall())
+        return {u: self.cache[u] if u in self.cache else self.new[u] for u in users}
+
+    def commit(self) -> None:
+        self.cache.update(self.new)
+        self.new = {}
+
+
+def _add_members(
+    cur: Any, params: Sequence[tuple[Any, ...]], dialect: str, numbers: _Numbers
+) -> None:
+    """OR the users of ``params`` into the hour and day bitmaps of their (kind, name)."""
+    groups: dict[tuple[Any, ...], set[str]] = {}
+    for p in params:
+        user = p[11]
+        if user is None:
+            continue
+        started = p[4]
+        for key in (("h", started - started % rollups.HOUR_US, p[6], p[7]),
+                    ("d", started - started % rollups.DAY_US, p[6], p[7])):  # fmt: skip
+            members = groups.get(key)
+            if members is None:
+                groups[key] = {user}
+            else:
+                members.add(user)
+    if not groups:
+        return
+    number = numbers.get(cur, set().union(*groups.values()))
+    m = numbers.mark
+    where = f"grain = {m} AND bucket = {m} AND kind = {m} AND name = {m}"
+    from .schema import from_epoch_us
+
+    for key in sorted(groups):
+        args = key if numbers.sqlite else (key[0], from_epoch_us(key[1]), *key[2:])
+        bits = 0
+        for user in groups[key]:
+            bits |= 1 << number[user]
+        if not numbers.sqlite:
+            # Make sure the row exists, then lock it: concurrent writers OR in turn.
+            cur.execute(
+                "INSERT INTO rollup_members (grain, bucket, kind, name, members) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (*args, b""),
+            )
+        cur.execute(
+            f"SELECT members FROM rollup_members WHERE {where}"
+            + ("" if numbers.sqlite else " FOR UPDATE"),
+            args,
+        )
+        row = cur.fetchone()
+        if row is not None:
+            bits |= int.from_bytes(bytes(row[0]), "little")
+        blob = bits.to_bytes((bits.bit_length() + 7) // 8, "little")
+        cur.execute(
+            f"INSERT INTO rollup_members (grain, bucket, kind, name, members) "
+            f"VALUES ({m}, {m}, {m}, {m}, {m}) ON CONFLICT (grain, bucket, kind, name) "
+            "DO UPDATE SET members = excluded.members",
+            (*args, blob),
+        )
 
 
 def _pg_fold_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -444,7 +548,9 @@ def _epoch_us(value: Any) -> int:
     return round(float(value) * 1_000_000)
 
 
-def _write_postgres(raw: Any, rows: Sequence[tuple[Any, ...]]) -> int:
+def _write_postgres(
+    raw: Any, rows: Sequence[tuple[Any, ...]], numbers: _Numbers, with_rollups: bool = True
+) -> int:
     params = [_pg_params(r) for r in rows]
     with raw.cursor() as cur:
         if len(params) < _COPY_MIN_ROWS:
@@ -456,7 +562,8 @@ def _write_postgres(raw: Any, rows: Sequence[tuple[Any, ...]]) -> int:
                 [v for p in params for v in p],
             )
             new = {r[0] for r in cur.fetchall()}
-            _upsert_rollups(cur, [_sqlite_params(r) for r in rows if r[0] in new], "postgresql")
+            _upsert_rollups(cur, [_sqlite_params(r) for r in rows if r[0] in new], "postgresql",
+                            numbers, with_rollups)  # fmt: skip
             return len(new)
         # Fast path: COPY straight into events. A replayed batch (an id already stored)
         # makes it fail as a whole; then roll back to the savepoint and take the slower
@@ -472,7 +579,8 @@ def _write_postgres(raw: Any, rows: Sequence[tuple[Any, ...]]) -> int:
             cur.execute("ROLLBACK TO SAVEPOINT agentledger_copy")
         else:
             cur.execute("RELEASE SAVEPOINT agentledger_copy")
-            _upsert_rollups(cur, [_sqlite_params(r) for r in rows], "postgresql")
+            _upsert_rollups(cur, [_sqlite_params(r) for r in rows], "postgresql", numbers,
+                            with_rollups)  # fmt: skip
             return len(params)
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS agentledger_stage "
@@ -486,7 +594,8 @@ def _write_postgres(raw: Any, rows: Sequence[tuple[Any, ...]]) -> int:
             "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
         )
         new = {r[0] for r in cur.fetchall()}
-        _upsert_rollups(cur, [_sqlite_params(r) for r in rows if r[0] in new], "postgresql")
+        _upsert_rollups(cur, [_sqlite_params(r) for r in rows if r[0] in new], "postgresql",
+                        numbers, with_rollups)  # fmt: skip
         return len(new)
 
 

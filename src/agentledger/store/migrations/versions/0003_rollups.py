@@ -4,8 +4,7 @@ Revision ID: 0003_rollups
 Revises: 0002_seed_views
 Create Date: 2026-11-24
 
-Creates the rollup tables and fills them from the events already stored, in the migration's
-transaction, so an upgraded database answers reports from rollups at once.
+Creates the rollup tables; 0004 fills them (and its own) from the events already stored.
 """
 
 from __future__ import annotations
@@ -48,11 +47,6 @@ def upgrade() -> None:
             sa.Column("duration_ms", sa.Float, nullable=False),
             *(sa.Column(f"h{i:02d}", sa.BigInteger, nullable=False) for i in range(15)),
         )
-    bind = op.get_bind()
-    if bind.execute(sa.text("SELECT 1 FROM events LIMIT 1")).first() is not None:
-        from agentledger.store.sql import rebuild_rollups_on
-
-        rebuild_rollups_on(bind.connection.driver_connection, bind.dialect.name)
 
 
 def downgrade() -> None:

@@ -7,6 +7,9 @@ the SDK's ``extra_headers``:
 * ``x-fake-usage``: JSON, the provider-native ``usage`` object to answer with;
 * ``x-fake-model``: the model name to answer with (default: the requested model);
 * ``x-fake-chunks``: how many text chunks a stream sends (default 3);
+* ``x-fake-tools``: JSON list of tool names: the model asks for these tools (Chat
+  ``tool_calls``, Responses ``function_call`` items, Anthropic ``tool_use`` blocks, streamed
+  or not) instead of answering with text; each call's arguments are ``{"q": "<name>"}``;
 * ``x-fake-mode``: ``429`` / ``500`` (error with a JSON body), ``slow`` (answer after
   ``slow_s``, for client timeouts) or ``broken`` (a stream that stops mid-way and closes
   the connection).
@@ -102,15 +105,25 @@ class _Handler(BaseHTTPRequestHandler):
         model = self.headers.get("x-fake-model") or body.get("model") or "unknown"
         chunks = int(self.headers.get("x-fake-chunks") or 3)
         broken = mode == "broken"
+        tools: list[str] = json.loads(self.headers.get("x-fake-tools") or "[]")
         try:
             if self.path == "/v1/chat/completions":
-                self._chat(body, model, usage or DEFAULT_OPENAI_USAGE, chunks, broken)
+                if tools:
+                    self._chat_tools(body, model, usage or DEFAULT_OPENAI_USAGE, tools)
+                else:
+                    self._chat(body, model, usage or DEFAULT_OPENAI_USAGE, chunks, broken)
             elif self.path == "/v1/responses":
-                self._responses(body, model, usage or _responses_default(), chunks, broken)
+                if tools:
+                    self._responses_tools(body, model, usage or _responses_default(), tools)
+                else:
+                    self._responses(body, model, usage or _responses_default(), chunks, broken)
             elif self.path == "/v1/embeddings":
                 self._embeddings(body, model, usage or {"prompt_tokens": 8, "total_tokens": 8})
             elif anthropic:
-                self._messages(body, model, usage or DEFAULT_ANTHROPIC_USAGE, chunks, broken)
+                if tools:
+                    self._messages_tools(body, model, usage or DEFAULT_ANTHROPIC_USAGE, tools)
+                else:
+                    self._messages(body, model, usage or DEFAULT_ANTHROPIC_USAGE, chunks, broken)
             else:
                 self._json(404, {"error": {"message": f"no route {self.path}", "type": "x"}})
         except (BrokenPipeError, ConnectionResetError):
@@ -155,8 +168,62 @@ class _Handler(BaseHTTPRequestHandler):
         events.append(b"data: [DONE]\n\n")
         self._stream(events, broken=broken)
 
-    def _response_obj(self, model: str, text: str, usage: Any, status: str) -> dict[str, Any]:
-        output = []
+    def _chat_tools(self, body: dict[str, Any], model: str, usage: Any, tools: list[str]) -> None:
+        created = 1_700_000_000
+        calls: list[dict[str, Any]] = [
+            {"id": f"call_{i}", "type": "function",
+             "function": {"name": name, "arguments": _args(name)}}
+            for i, name in enumerate(tools)
+        ]  # fmt: skip
+        if not body.get("stream"):
+            self._json(200, {
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": created,
+                "model": model,
+                "choices": [{
+                    "index": 0, "finish_reason": "tool_calls", "logprobs": None,
+                    "message": {"role": "assistant", "content": None, "refusal": None,
+                                "tool_calls": calls},
+                }],
+                "usage": usage,
+            })  # fmt: skip
+            return
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            c: dict[str, Any] = {
+                "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
+                             "logprobs": None}],
+            }  # fmt: skip
+            if include_usage:
+                c["usage"] = None
+            return _sse(c)
+
+        events = [chunk({"role": "assistant", "content": None})]
+        for i, call in enumerate(calls):
+            # The name comes once, in the call's first delta; the arguments follow in pieces.
+            first = {"index": i, "id": call["id"], "type": "function",
+                     "function": {"name": call["function"]["name"], "arguments": ""}}  # fmt: skip
+            events.append(chunk({"tool_calls": [first]}))
+            text = call["function"]["arguments"]
+            for part in (text[: len(text) // 2], text[len(text) // 2 :]):
+                events.append(
+                    chunk({"tool_calls": [{"index": i, "function": {"arguments": part}}]})
+                )
+        events.append(chunk({}, "tool_calls"))
+        if include_usage:
+            events.append(_sse({
+                "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
+                "model": model, "choices": [], "usage": usage,
+            }))  # fmt: skip
+        events.append(b"data: [DONE]\n\n")
+        self._stream(events, broken=False)
+
+    def _response_obj(
+        self, model: str, text: str, usage: Any, status: str, tools: list[str] | None = None
+    ) -> dict[str, Any]:
+        output = [_function_call(i, name) for i, name in enumerate(tools or [])]
         if text:
             output = [{
                 "type": "message", "id": "msg_fake", "status": "completed", "role": "assistant",
@@ -199,6 +266,34 @@ class _Handler(BaseHTTPRequestHandler):
                             "response": self._response_obj(model, text, usage, "completed")},
                            "response.completed"))  # fmt: skip
         self._stream(events, broken=broken)
+
+    def _responses_tools(
+        self, body: dict[str, Any], model: str, usage: Any, tools: list[str]
+    ) -> None:
+        if not body.get("stream"):
+            self._json(200, self._response_obj(model, "", usage, "completed", tools))
+            return
+        seq = iter(range(1000))
+        events = [_sse({"type": "response.created", "sequence_number": next(seq),
+                        "response": self._response_obj(model, "", None, "in_progress")},
+                       "response.created")]  # fmt: skip
+        for i, name in enumerate(tools):
+            item = _function_call(i, name)
+            added = {**item, "arguments": "", "status": "in_progress"}
+            events.append(_sse({"type": "response.output_item.added", "output_index": i,
+                                "item": added, "sequence_number": next(seq)},
+                               "response.output_item.added"))  # fmt: skip
+            events.append(_sse({"type": "response.function_call_arguments.delta",
+                                "item_id": item["id"], "output_index": i,
+                                "delta": item["arguments"], "sequence_number": next(seq)},
+                               "response.function_call_arguments.delta"))  # fmt: skip
+            events.append(_sse({"type": "response.output_item.done", "output_index": i,
+                                "item": item, "sequence_number": next(seq)},
+                               "response.output_item.done"))  # fmt: skip
+        events.append(_sse({"type": "response.completed", "sequence_number": next(seq),
+                            "response": self._response_obj(model, "", usage, "completed", tools)},
+                           "response.completed"))  # fmt: skip
+        self._stream(events, broken=False)
 
     def _embeddings(self, body: dict[str, Any], model: str, usage: Any) -> None:
         vector = [0.25, -0.5, 1.0]
@@ -249,6 +344,49 @@ class _Handler(BaseHTTPRequestHandler):
         events.append(_sse({"type": "message_stop"}, "message_stop"))
         self._stream(events, broken=broken)
 
+    def _messages_tools(
+        self, body: dict[str, Any], model: str, usage: dict[str, Any], tools: list[str]
+    ) -> None:
+        blocks = [_tool_use(i, name) for i, name in enumerate(tools)]
+        if not body.get("stream"):
+            self._json(200, {
+                "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+                "content": blocks, "stop_reason": "tool_use", "stop_sequence": None,
+                "usage": usage,
+            })  # fmt: skip
+            return
+        message: dict[str, Any] = {
+            "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {**usage, "output_tokens": 1},
+        }  # fmt: skip
+        events = [_sse({"type": "message_start", "message": message}, "message_start")]
+        for i, block in enumerate(blocks):
+            start = {**block, "input": {}}
+            events.append(_sse({"type": "content_block_start", "index": i,
+                                "content_block": start}, "content_block_start"))  # fmt: skip
+            events.append(_sse({"type": "content_block_delta", "index": i,
+                                "delta": {"type": "input_json_delta",
+                                          "partial_json": json.dumps(block["input"])}},
+                               "content_block_delta"))  # fmt: skip
+            events.append(_sse({"type": "content_block_stop", "index": i}, "content_block_stop"))
+        events.append(_sse({
+            "type": "message_delta",
+            "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+            "usage": {"output_tokens": usage.get("output_tokens", 0)},
+        }, "message_delta"))  # fmt: skip
+        events.append(_sse({"type": "message_stop"}, "message_stop"))
+        self._stream(events, broken=False)
+
+
+def _args(name: str) -> str:
+    return json.dumps({"q": name})
+
+
+def _function_call(i: int, name: str) -> dict[str, Any]:
+    return {"type": "function_call", "id": f"fc_{i}", "call_id": f"call_{i}", "name": name,
+            "arguments": _args(name), "status": "completed"}  # fmt: skip
+
 
 def _responses_default() -> dict[str, Any]:
     return {
@@ -256,6 +394,10 @@ def _responses_default() -> dict[str, Any]:
         "output_tokens": 10, "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": 30,
     }  # fmt: skip
+
+
+def _tool_use(i: int, name: str) -> dict[str, Any]:
+    return {"type": "tool_use", "id": f"toolu_{i}", "name": name, "input": {"q": name}}
 
 
 class _Server(ThreadingHTTPServer):

@@ -1,10 +1,14 @@
-"""What the provider integrations share: timing a call, recording it, watching a stream.
+"""What the integrations share: patching an SDK, timing a call, recording it, watching a stream.
 
-Each integration describes its endpoints with an :class:`Adapter` (how to read usage from a
-response, how to watch a stream); :func:`sync_wrapper` / :func:`async_wrapper` turn an SDK
-method into one that records one ``llm`` event per call. Recording is fail-open: a problem
-in agentledger is logged and never reaches the caller, whose result or exception is passed
-through unchanged (the same object).
+Each provider integration describes its endpoints with an :class:`Adapter` (how to read usage
+from a response, how to watch a stream); :func:`sync_wrapper` / :func:`async_wrapper` turn an
+SDK method into one that records one ``llm`` event per call, and a :class:`Patcher` keeps
+track of what ``instrument()`` replaced so ``uninstrument()`` can put it back. Recording is
+fail-open: a problem in agentledger is logged and never reaches the caller, whose result or
+exception is passed through unchanged (the same object).
+
+When a model response asks for tools, the call notes it (:func:`tool_parent`), so that a tool
+call made afterwards for one of those tools, in the same context, nests under the model call.
 """
 
 from __future__ import annotations
@@ -13,23 +17,29 @@ import contextvars
 import functools
 import inspect
 import logging
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ..ledger import Ledger
+from ..spans import Span, current_span
 
 __all__ = [
     "Adapter",
     "AsyncStreamProxy",
     "Call",
+    "Patcher",
     "StreamWatcher",
     "SyncStreamProxy",
+    "ToolRequest",
     "Usage",
     "async_wrapper",
     "attr",
     "sync_wrapper",
+    "tool_parent",
 ]
 
 log = logging.getLogger("agentledger.integrations")
@@ -41,6 +51,88 @@ _ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 
 LedgerRef = Callable[[], Ledger | None]
+# (SDK class, attribute, a function that makes the replacement from the original)
+Patch = tuple[type, str, Callable[[Any], Any]]
+
+
+class Patcher:
+    """What one integration's ``instrument()`` replaced, so ``uninstrument()`` can undo it.
+
+    Instrumenting twice patches once (the latest ``ledger`` is used); uninstrumenting puts
+    back the very objects that were in the classes' ``__dict__``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._patched: list[tuple[type, str, Any]] = []  # (class, attribute, the original)
+        self.ledger: Ledger | None = None
+
+    def ledger_ref(self) -> Ledger | None:
+        """The ledger given to ``instrument()`` (None: the default ledger, at call time)."""
+        return self.ledger
+
+    def instrument(self, ledger: Ledger | None, patches: Callable[[], Iterable[Patch]]) -> None:
+        """Use ``ledger`` from now on; apply ``patches()`` unless they are applied already."""
+        with self._lock:
+            self.ledger = ledger
+            if self._patched:
+                return
+            done: list[tuple[type, str, Any]] = []
+            try:
+                for cls, name, make in patches():
+                    original = cls.__dict__[name]
+                    setattr(cls, name, make(original))
+                    done.append((cls, name, original))
+            except BaseException:
+                for cls, name, original in reversed(done):
+                    setattr(cls, name, original)
+                raise
+            self._patched.extend(done)
+
+    def uninstrument(self) -> None:
+        """Put back the SDK's own attributes exactly as they were."""
+        with self._lock:
+            for cls, name, original in reversed(self._patched):
+                setattr(cls, name, original)
+            self._patched.clear()
+            self.ledger = None
+
+    def is_instrumented(self) -> bool:
+        return bool(self._patched)
+
+
+# --- tool requests ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ToolRequest:
+    """A model call whose response asked for tools: where tool calls answering it nest."""
+
+    span_id: str  # the model call's event
+    trace_id: str
+    names: frozenset[str]  # the tools it asked for
+    outer_span_id: str | None  # the span open around the model call, if any
+
+
+# The last model call in this context that could ask for tools: set when it finishes (None
+# when it asked for none), read by tool integrations (:func:`tool_parent`).
+_TOOL_REQUEST: contextvars.ContextVar[ToolRequest | None] = contextvars.ContextVar(
+    "agentledger_tool_request", default=None
+)
+
+
+def tool_parent(name: str) -> tuple[str, str] | None:
+    """``(trace_id, parent span id)`` for a tool call that answers the last model response.
+
+    That is when the last tool-capable model call in this context (thread, or asyncio task
+    and the tasks it starts) asked for a tool called ``name``, and no span was opened since
+    around the tool call (an explicit span is the more specific parent). Otherwise None.
+    """
+    request = _TOOL_REQUEST.get()
+    if request is None or name not in request.names:
+        return None
+    span = current_span()
+    if (span.span_id if span is not None else None) != request.outer_span_id:
+        return None
+    return request.trace_id, request.span_id
 
 
 def attr(obj: Any, *path: str) -> Any:
@@ -76,6 +168,7 @@ class StreamWatcher:
     usage: Usage | None = None
     complete_usage: bool = False  # True once the provider's final usage has been seen
     tokens_seen: int = 0  # content-bearing items seen (an output estimate when usage is missing)
+    tool_names: frozenset[str] = frozenset()  # tools the streamed response asks for
 
     def on_item(self, item: Any) -> tuple[bool, bool]:
         """Return (pass the item to the caller, the item carries generated content)."""
@@ -87,6 +180,8 @@ class Adapter:
 
     provider: str = ""
     endpoint: str = ""
+    # Responses can ask for tools: each finished call replaces the context's tool request.
+    requests_tools: bool = False
 
     def prepare(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], StreamWatcher | None]:
         """Adjust the request (copy of kwargs); return a watcher if the call streams."""
@@ -95,6 +190,10 @@ class Adapter:
     def extract(self, result: Any) -> tuple[str | None, Usage | None]:
         """Model and usage from a non-streaming response (None when unknown)."""
         return None, None
+
+    def tool_names(self, result: Any) -> frozenset[str]:
+        """The tools a non-streaming response asks the caller to run."""
+        return frozenset()
 
     def wrap_result(
         self, result: Any, call: Call, watcher: StreamWatcher | None, parsed: Any
@@ -108,10 +207,17 @@ class Adapter:
             call.finish(usage=None, estimated=True, extra={"usage_unavailable": True})
             return result
         model, usage = self.extract(parsed)
+        try:
+            tools = self.tool_names(parsed) if self.requests_tools else frozenset()
+        except Exception:
+            log.warning("agentledger: could not read the tool calls of a %s response",
+                        self.endpoint, exc_info=True)  # fmt: skip
+            tools = frozenset()
         if usage is None:
-            call.finish(model=model, usage=None, estimated=True, extra={"usage_unavailable": True})
+            call.finish(model=model, usage=None, estimated=True, extra={"usage_unavailable": True},
+                        tool_names=tools)  # fmt: skip
         else:
-            call.finish(model=model, usage=usage)
+            call.finish(model=model, usage=usage, tool_names=tools)
         return result
 
 
@@ -157,8 +263,8 @@ class Call:
     """One instrumented call: its timing, its context and what it asked for."""
 
     __slots__ = (
-        "_ctx", "_ledger_ref", "_t0", "adapter", "done", "first_token_at", "request_model",
-        "started_at", "streaming",
+        "_ctx", "_ledger_ref", "_outer", "_t0", "adapter", "done", "first_token_at",
+        "request_model", "started_at", "streaming",
     )  # fmt: skip
 
     def __init__(self, adapter: Adapter, kwargs: dict[str, Any], ledger_ref: LedgerRef) -> None:
@@ -169,6 +275,7 @@ class Call:
         # Attribution and the parent span are taken where the call was made, even when a
         # stream is finished later in another thread or task.
         self._ctx = contextvars.copy_context()
+        self._outer: Span | None = current_span()
         self.started_at = time.time()
         self._t0 = time.perf_counter()
         self.first_token_at: float | None = None
@@ -187,16 +294,45 @@ class Call:
         estimated: bool = False,
         error: BaseException | None = None,
         extra: dict[str, Any] | None = None,
+        tool_names: frozenset[str] = frozenset(),
+        note_tools: bool = True,
     ) -> None:
-        """Record the call once; never raises."""
+        """Record the call once; never raises.
+
+        For an endpoint that can ask for tools, also note in the current context which
+        tools it asked for (``tool_names``; none replaces an older request) unless
+        ``note_tools`` is false (a stream finished by the garbage collector, whose context
+        is not the caller's).
+        """
         if self.done:
             return
         self.done = True
+        event_id: str | None = None
         try:
-            self._record(model, usage, estimated, error, extra)
+            event_id = self._record(model, usage, estimated, error, extra)
         except Exception:
             log.warning("agentledger: could not record a %s call", self.adapter.endpoint,
                         exc_info=True)  # fmt: skip
+        if note_tools and self.adapter.requests_tools:
+            try:
+                _TOOL_REQUEST.set(self._tool_request(event_id, tool_names))
+            except Exception:
+                log.warning("agentledger: could not note the tool calls of a %s call",
+                            self.adapter.endpoint, exc_info=True)  # fmt: skip
+
+    def _tool_request(self, event_id: str | None, names: frozenset[str]) -> ToolRequest | None:
+        if event_id is None or not names:
+            return None
+        # The ledger gives an event the ids of its UUIDv7 (see agentledger._ids.new_ids): the
+        # span id is its low 64 bits; the trace is the enclosing span's, else the whole UUID.
+        hex_ = uuid.UUID(event_id).hex
+        outer = self._outer
+        return ToolRequest(
+            span_id=hex_[16:],
+            trace_id=outer.trace_id if outer is not None else hex_,
+            names=names,
+            outer_span_id=outer.span_id if outer is not None else None,
+        )
 
     def _record(
         self,
@@ -205,7 +341,7 @@ class Call:
         estimated: bool,
         error: BaseException | None,
         extra: dict[str, Any] | None,
-    ) -> None:
+    ) -> str | None:
         duration_ms = (time.perf_counter() - self._t0) * 1000.0
         ledger = self._ledger_ref()
         if ledger is None:
@@ -233,7 +369,7 @@ class Call:
             status_code = getattr(error, "status_code", None)
             if type(status_code) is int:
                 metadata["http_status"] = status_code
-        self._ctx.run(
+        return self._ctx.run(
             ledger.record_llm,
             used_model,
             u.input_tokens,
@@ -376,7 +512,13 @@ class _StreamProxyBase:
             log.warning("agentledger: could not read a stream item", exc_info=True)
             return True
 
-    def _al_finish(self, *, closed_early: bool = False, error: BaseException | None = None) -> None:
+    def _al_finish(
+        self,
+        *,
+        closed_early: bool = False,
+        error: BaseException | None = None,
+        note_tools: bool = True,
+    ) -> None:
         call, w = self._al_call, self._al_watcher
         if call.done:
             return
@@ -390,14 +532,17 @@ class _StreamProxyBase:
                 extra["stream_closed_early"] = True
             if error is not None:
                 extra["partial"] = True
-            call.finish(model=w.model, usage=usage, estimated=estimated, error=error, extra=extra)
+            call.finish(
+                model=w.model, usage=usage, estimated=estimated, error=error, extra=extra,
+                tool_names=w.tool_names, note_tools=note_tools,
+            )  # fmt: skip
         except Exception:
-            call.finish(usage=None, estimated=True)
+            call.finish(usage=None, estimated=True, note_tools=note_tools)
 
     def __del__(self) -> None:
         try:
             if not self._al_call.done:
-                self._al_finish(closed_early=True)
+                self._al_finish(closed_early=True, note_tools=False)
         except Exception:
             pass
 

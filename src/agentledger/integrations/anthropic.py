@@ -11,14 +11,16 @@ Messages ``create`` (sync and async, ``stream=True`` or not), ``parse`` and the
 ``messages.stream()`` helper each record one ``llm`` event with ``provider="anthropic"``.
 Anthropic's ``input_tokens`` exclude cache reads and writes; the ledger's include them
 (docs/tokens.md): ``input_tokens = input + cache_read + cache_creation``, 1-hour cache
-writes go to ``cache_write_1h_tokens``. See docs/integrations/anthropic.md.
+writes go to ``cache_write_1h_tokens``. ``tool_use`` blocks a response asks for are noted so
+that an instrumented tool call answering them nests under the model call. See
+docs/integrations/anthropic.md.
 """
 
 from __future__ import annotations
 
-import threading
+import functools
 import types
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from ..ledger import Ledger
@@ -28,6 +30,8 @@ from ._common import (
     AsyncStreamProxy,
     Call,
     LedgerRef,
+    Patch,
+    Patcher,
     StreamWatcher,
     SyncStreamProxy,
     Usage,
@@ -43,16 +47,10 @@ __all__ = ["instrument", "is_instrumented", "message_usage", "uninstrument", "wr
 
 PROVIDER = "anthropic"
 
-_lock = threading.Lock()
-_ledger: Ledger | None = None
-_patched: list[tuple[type, str, Any]] = []  # (class, attribute, the original function)
+_patcher = Patcher()
 _STREAM = "stream"
 # ``parse`` (structured outputs) posts by itself rather than through ``create``.
 _METHODS = ("create", "parse")
-
-
-def _global_ledger() -> Ledger | None:
-    return _ledger
 
 
 def message_usage(usage: Any) -> Usage | None:
@@ -75,6 +73,15 @@ def message_usage(usage: Any) -> Usage | None:
 def _model(obj: Any) -> str | None:
     model = attr(obj, "model")
     return model if isinstance(model, str) and model else None
+
+
+def _tool_use_name(block: Any) -> frozenset[str]:
+    """The tool a ``tool_use`` content block asks the caller to run (server tools run at
+    Anthropic and are ``server_tool_use``)."""
+    name = attr(block, "name")
+    if attr(block, "type") == "tool_use" and isinstance(name, str) and name:
+        return frozenset((name,))
+    return frozenset()
 
 
 class _MessagesWatcher(StreamWatcher):
@@ -106,12 +113,15 @@ class _MessagesWatcher(StreamWatcher):
         elif kind == "content_block_delta":
             self.tokens_seen += 1
             return True, True
+        elif kind == "content_block_start":
+            self.tool_names |= _tool_use_name(attr(item, "content_block"))
         return True, False
 
 
 class _MessagesAdapter(Adapter):
     provider = PROVIDER
     endpoint = "messages"
+    requests_tools = True
 
     def prepare(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], StreamWatcher | None]:
         if kwargs.get("stream") is True:
@@ -120,6 +130,12 @@ class _MessagesAdapter(Adapter):
 
     def extract(self, result: Any) -> tuple[str | None, Usage | None]:
         return _model(result), message_usage(attr(result, "usage"))
+
+    def tool_names(self, result: Any) -> frozenset[str]:
+        names: frozenset[str] = frozenset()
+        for block in attr(result, "content") or ():
+            names |= _tool_use_name(block)
+        return names
 
 
 _MESSAGES = _MessagesAdapter()
@@ -191,6 +207,16 @@ def _targets() -> list[tuple[type, bool]]:
     return [(Messages, False), (AsyncMessages, True)]
 
 
+def _patches() -> Iterator[Patch]:
+    ref = _patcher.ledger_ref
+    for cls, is_async in _targets():
+        make = async_wrapper if is_async else sync_wrapper
+        for name in _METHODS:
+            if name in cls.__dict__:  # ``parse`` is missing from older SDKs
+                yield cls, name, functools.partial(make, adapter=_MESSAGES, ledger_ref=ref)
+        yield cls, _STREAM, functools.partial(_stream_helper_wrapper, ledger_ref=ref)
+
+
 # --- public API --------------------------------------------------------------------------------
 def instrument(ledger: Ledger | None = None) -> None:
     """Record every Messages call of every Anthropic client in this process.
@@ -198,36 +224,17 @@ def instrument(ledger: Ledger | None = None) -> None:
     ``ledger`` defaults to :func:`agentledger.get_ledger`, looked up at call time. Calling
     again is harmless: the methods are patched once and the latest ``ledger`` is used.
     """
-    global _ledger
-    with _lock:
-        _ledger = ledger
-        if _patched:
-            return
-        for cls, is_async in _targets():
-            make = async_wrapper if is_async else sync_wrapper
-            for name in _METHODS:
-                if name in cls.__dict__:  # ``parse`` is missing from older SDKs
-                    original = cls.__dict__[name]
-                    setattr(cls, name, make(original, _MESSAGES, _global_ledger))
-                    _patched.append((cls, name, original))
-            stream = cls.__dict__["stream"]
-            setattr(cls, _STREAM, _stream_helper_wrapper(stream, _global_ledger))
-            _patched.append((cls, _STREAM, stream))
+    _patcher.instrument(ledger, _patches)
 
 
 def uninstrument() -> None:
     """Put back the SDK's own methods exactly as they were."""
-    global _ledger
-    with _lock:
-        for cls, name, original in reversed(_patched):
-            setattr(cls, name, original)
-        _patched.clear()
-        _ledger = None
+    _patcher.uninstrument()
 
 
 def is_instrumented() -> bool:
     """True between :func:`instrument` and :func:`uninstrument`."""
-    return bool(_patched)
+    return _patcher.is_instrumented()
 
 
 def wrap(client: Any, ledger: Ledger | None = None) -> Any:

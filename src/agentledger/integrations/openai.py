@@ -11,18 +11,23 @@ Chat Completions ``create``/``parse``, Responses ``create``/``parse`` and Embedd
 ``create`` (sync and async, streaming or not; the ``stream()`` helpers go through
 ``create``) each record one ``llm`` event with ``provider="openai"``, the response's model,
 exact token usage (docs/tokens.md), duration and, for streams, ``ttft_ms``. Errors are
-recorded with ``status="error"`` and re-raised unchanged. See docs/integrations/openai.md.
+recorded with ``status="error"`` and re-raised unchanged. Tool calls a response asks for
+(Chat ``tool_calls``, Responses ``function_call`` items) are noted so that an instrumented
+tool call answering them nests under the model call. See docs/integrations/openai.md.
 """
 
 from __future__ import annotations
 
-import threading
+import functools
 import types
+from collections.abc import Iterator
 from typing import Any
 
 from ..ledger import Ledger
 from ._common import (
     Adapter,
+    Patch,
+    Patcher,
     StreamWatcher,
     Usage,
     as_int,
@@ -36,16 +41,13 @@ __all__ = ["instrument", "is_instrumented", "uninstrument", "wrap"]
 
 PROVIDER = "openai"
 
-_lock = threading.Lock()
-_ledger: Ledger | None = None
-_patched: list[tuple[type, str, Any]] = []  # (class, attribute, the original function)
+_patcher = Patcher()
 _CREATE = "create"
 # ``parse`` (structured outputs) posts by itself rather than through ``create``.
 _METHODS = ("create", "parse")
-
-
-def _global_ledger() -> Ledger | None:
-    return _ledger
+# Responses output items that ask the caller to run a tool (``mcp_call`` and the built-in
+# tools run on OpenAI's side).
+_TOOL_ITEMS = ("function_call", "custom_tool_call")
 
 
 # --- usage -------------------------------------------------------------------------------------
@@ -78,6 +80,22 @@ def _model(obj: Any) -> str | None:
     return model if isinstance(model, str) and model else None
 
 
+def _name(value: Any) -> frozenset[str]:
+    return frozenset((value,)) if isinstance(value, str) and value else frozenset()
+
+
+def _chat_tool_call_names(tool_calls: Any) -> frozenset[str]:
+    """Names in a message's (or a stream delta's) ``tool_calls``: functions and custom tools."""
+    names: frozenset[str] = frozenset()
+    for call in tool_calls or ():
+        names |= _name(attr(call, "function", "name") or attr(call, "custom", "name"))
+    return names
+
+
+def _responses_item_name(item: Any) -> frozenset[str]:
+    return _name(attr(item, "name")) if attr(item, "type") in _TOOL_ITEMS else frozenset()
+
+
 # --- adapters ----------------------------------------------------------------------------------
 class _ChatWatcher(StreamWatcher):
     def __init__(self, hide_usage_chunk: bool) -> None:
@@ -98,9 +116,12 @@ class _ChatWatcher(StreamWatcher):
         token = False
         for choice in choices:
             delta = attr(choice, "delta")
+            tool_calls = attr(delta, "tool_calls")
+            if tool_calls:
+                self.tool_names |= _chat_tool_call_names(tool_calls)
             if (
                 attr(delta, "content")
-                or attr(delta, "tool_calls")
+                or tool_calls
                 or attr(delta, "refusal")
                 or attr(delta, "reasoning_content")
             ):
@@ -113,6 +134,7 @@ class _ChatWatcher(StreamWatcher):
 class _ChatAdapter(Adapter):
     provider = PROVIDER
     endpoint = "chat.completions"
+    requests_tools = True
 
     def prepare(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], StreamWatcher | None]:
         if kwargs.get("stream") is not True:
@@ -126,6 +148,12 @@ class _ChatAdapter(Adapter):
 
     def extract(self, result: Any) -> tuple[str | None, Usage | None]:
         return _model(result), chat_usage(attr(result, "usage"))
+
+    def tool_names(self, result: Any) -> frozenset[str]:
+        names: frozenset[str] = frozenset()
+        for choice in attr(result, "choices") or ():
+            names |= _chat_tool_call_names(attr(choice, "message", "tool_calls"))
+        return names
 
 
 class _ResponsesWatcher(StreamWatcher):
@@ -142,6 +170,10 @@ class _ResponsesWatcher(StreamWatcher):
                 self.complete_usage = kind in (
                     "response.completed", "response.incomplete", "response.failed",
                 )  # fmt: skip
+            for output in attr(response, "output") or ():
+                self.tool_names |= _responses_item_name(output)
+        elif kind in ("response.output_item.added", "response.output_item.done"):
+            self.tool_names |= _responses_item_name(attr(item, "item"))
         token = isinstance(kind, str) and kind.endswith(".delta")
         if token:
             self.tokens_seen += 1
@@ -151,6 +183,7 @@ class _ResponsesWatcher(StreamWatcher):
 class _ResponsesAdapter(Adapter):
     provider = PROVIDER
     endpoint = "responses"
+    requests_tools = True
 
     def prepare(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], StreamWatcher | None]:
         if kwargs.get("stream") is True:
@@ -159,6 +192,12 @@ class _ResponsesAdapter(Adapter):
 
     def extract(self, result: Any) -> tuple[str | None, Usage | None]:
         return _model(result), responses_usage(attr(result, "usage"))
+
+    def tool_names(self, result: Any) -> frozenset[str]:
+        names: frozenset[str] = frozenset()
+        for item in attr(result, "output") or ():
+            names |= _responses_item_name(item)
+        return names
 
 
 class _EmbeddingsAdapter(Adapter):
@@ -196,6 +235,12 @@ def _targets() -> list[tuple[type, str, Adapter, bool]]:
     return out
 
 
+def _patches() -> Iterator[Patch]:
+    for cls, name, adapter, is_async in _targets():
+        make = async_wrapper if is_async else sync_wrapper
+        yield cls, name, functools.partial(make, adapter=adapter, ledger_ref=_patcher.ledger_ref)
+
+
 # --- public API --------------------------------------------------------------------------------
 def instrument(ledger: Ledger | None = None) -> None:
     """Record every call of every OpenAI client (existing and future) in this process.
@@ -203,31 +248,17 @@ def instrument(ledger: Ledger | None = None) -> None:
     ``ledger`` defaults to :func:`agentledger.get_ledger`, looked up at call time. Calling
     again is harmless: the methods are patched once and the latest ``ledger`` is used.
     """
-    global _ledger
-    with _lock:
-        _ledger = ledger
-        if _patched:
-            return
-        for cls, name, adapter, is_async in _targets():
-            original = cls.__dict__[name]
-            make = async_wrapper if is_async else sync_wrapper
-            setattr(cls, name, make(original, adapter, _global_ledger))
-            _patched.append((cls, name, original))
+    _patcher.instrument(ledger, _patches)
 
 
 def uninstrument() -> None:
     """Put back the SDK's own methods exactly as they were."""
-    global _ledger
-    with _lock:
-        for cls, name, original in reversed(_patched):
-            setattr(cls, name, original)
-        _patched.clear()
-        _ledger = None
+    _patcher.uninstrument()
 
 
 def is_instrumented() -> bool:
     """True between :func:`instrument` and :func:`uninstrument`."""
-    return bool(_patched)
+    return _patcher.is_instrumented()
 
 
 def wrap(client: Any, ledger: Ledger | None = None) -> Any:

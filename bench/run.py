@@ -22,6 +22,7 @@ from _harness import Result, machine
 def _benchmarks(full: bool) -> dict[str, Callable[[bool], list[Result]]]:
     from exporters import bench_prometheus_scrape, bench_sinks_record_llm
     from hot_path import bench_ledger_record_llm, bench_metrics_record_tokens
+    from integrations import bench_integrations
     from memory import bench_memory
     from writers import bench_writer_postgres, bench_writer_sqlite
 
@@ -33,6 +34,7 @@ def _benchmarks(full: bool) -> dict[str, Callable[[bool], list[Result]]]:
         "memory_10m": lambda quick: bench_memory(quick, full),
         "prometheus_scrape": bench_prometheus_scrape,
         "sinks_record_llm": bench_sinks_record_llm,
+        "integrations": bench_integrations,
     }
 
 

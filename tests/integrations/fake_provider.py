@@ -51,6 +51,9 @@ def _sse(data: Any, event: str | None = None) -> bytes:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without this, Nagle holds the body back until
+    # the client's delayed ACK (~40 ms per request).
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet

@@ -45,7 +45,7 @@ class UsageError(Exception):
 
 def run(argv: list[str]) -> int:
     """Run the app and turn our errors into one-line messages and exit codes."""
-    from . import _report  # noqa: F401 - registers `report` on the app
+    from . import _db, _live, _report  # noqa: F401 - register their commands
 
     try:
         app(args=argv, prog_name="agentledger", standalone_mode=False)

@@ -96,75 +96,70 @@ def _new() -> list[Any]:
 def fold(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
     """Rollup rows (one list per spec) for ``rows`` (store-ready: started_at in epoch µs).
 
-    Each output row is ``(grain, bucket_us, *key, *measures)``. Rows are folded once into a
-    fine key without ``user_id`` and once into ``(hour, user_id, kind)``; the rollups come
-    from those, so the cost per event does not grow with the number of rollups.
+    Each output row is ``(grain, bucket_us, *key, *measures)``. Every row updates one hourly
+    accumulator per rollup; the daily rows are the hourly ones merged by day (a live
+    writer's batch spans minutes, so that merge is small).
     """
-    fine: dict[tuple[Any, ...], list[Any]] = {}
-    users_h: dict[tuple[Any, ...], list[Any]] = {}
-    users_d: dict[tuple[Any, ...], list[Any]] = {}
+    hourly: list[dict[tuple[Any, ...], list[Any]]] = [{} for _ in SPECS]
+    kinds, bots, tenants, users, what = hourly  # SPECS order; the keys below follow SPECS
     for row in rows:
         started = row[4]
         hour = started - started % HOUR_US
-        kind, user = row[6], row[11] or NONE
-        h_key = (hour, user, kind)
-        d_key = (started - started % DAY_US, user, kind)
-        f_key = (hour, kind, row[24], row[8] or NONE, row[9] or NONE, row[7],
-                 row[10] or NONE, row[13] or NONE)  # fmt: skip
-        error = row[24] == "error"
+        kind, status = row[6], row[24]
+        error = status == "error"
+        inp, outp, cr, cw, rs = row[16], row[17], row[18], row[19], row[20]
         cost = row[21]
+        if cost is not None and not isinstance(cost, Decimal):
+            cost = Decimal(cost)
         unpriced = row[22] == "unpriced"
         duration = row[5]
         bucket = HIST + bisect_left(_BOUNDS_MS, duration)
-        for table, key in ((fine, f_key), (users_h, h_key), (users_d, d_key)):
+        for table, key in (
+            (kinds, (hour, kind, status)),
+            (bots, (hour, row[10] or NONE, kind)),
+            (tenants, (hour, row[13] or NONE, kind)),
+            (users, (hour, row[11] or NONE, kind)),
+            (what, (hour, kind, status, row[8] or NONE, row[9] or NONE, row[7])),
+        ):
             acc = table.get(key)
             if acc is None:
                 acc = table[key] = _new()
             acc[0] += 1
             if error:
                 acc[1] += 1
-            acc[2] += row[16]
-            acc[3] += row[17]
-            acc[4] += row[18]
-            acc[5] += row[19]
-            acc[6] += row[20]
+            acc[2] += inp
+            acc[3] += outp
+            if cr:
+                acc[4] += cr
+            if cw:
+                acc[5] += cw
+            if rs:
+                acc[6] += rs
             if cost is not None:
-                acc[COST] += cost if isinstance(cost, Decimal) else Decimal(cost)
+                acc[COST] += cost
             if unpriced:
                 acc[8] += 1
             acc[9] += duration
             acc[bucket] += 1
 
-    out: dict[str, list[tuple[Any, ...]]] = {
-        "users": [("h", k[0], k[1], k[2], *acc) for k, acc in users_h.items()]
-        + [("d", k[0], k[1], k[2], *acc) for k, acc in users_d.items()]
-    }
-    # fine key: hour, kind, status, provider, model, name, bot_id, tenant_id
-    projections = {
-        "kinds": (1, 2),
-        "bots": (6, 1),
-        "tenants": (7, 1),
-        "what": (1, 2, 3, 4, 5),
-    }
-    for spec, positions in projections.items():
-        merged: dict[tuple[Any, ...], list[Any]] = {}
-        for key, acc in fine.items():
-            hour = key[0]
-            projected = tuple(key[i] for i in positions)
-            for grain, bucket in (("h", hour), ("d", hour - hour % DAY_US)):
-                mkey = (grain, bucket, *projected)
-                target = merged.get(mkey)
-                if target is None:
-                    merged[mkey] = list(acc)
-                else:
-                    for i, value in enumerate(acc):
-                        target[i] += value
-        out[spec] = [(*k, *acc) for k, acc in merged.items()]
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    for spec, table in zip(SPECS, hourly, strict=True):
+        daily: dict[tuple[Any, ...], list[Any]] = {}
+        for key, acc in table.items():
+            day_key = (key[0] - key[0] % DAY_US, *key[1:])
+            target = daily.get(day_key)
+            if target is None:
+                daily[day_key] = list(acc)
+            else:
+                for i, value in enumerate(acc):
+                    target[i] += value
+        out[spec] = [("h", *k, *acc) for k, acc in table.items()]
+        out[spec] += [("d", *k, *acc) for k, acc in daily.items()]
     return out
 
 
-def upsert_sql(spec: str, dialect: str) -> str:
-    """The parameterised upsert adding one rollup row to what is stored."""
+def upsert_sql(spec: str, dialect: str, *, rows: int = 1) -> str:
+    """The parameterised upsert adding ``rows`` rollup rows to what is stored."""
     table = table_name(spec)
     keys = ("grain", "bucket", *SPECS[spec])
     columns = (*keys, *MEASURES)
@@ -180,9 +175,10 @@ def upsert_sql(spec: str, dialect: str) -> str:
         else:
             value = f"{table}.{m} + excluded.{m}"
         updates.append(f"{m} = {value}")
+    row = "(" + ", ".join([mark] * len(columns)) + ")"
     return (
         f"INSERT INTO {table} ({', '.join(columns)}) "
-        f"VALUES ({', '.join([mark] * len(columns))}) "
+        f"VALUES {', '.join([row] * rows)} "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(updates)}"
     )
 

@@ -337,16 +337,25 @@ def _comparable(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]
     return s
 
 
-def test_store_collector_matches_the_live_figures(db_url: str) -> None:
+@pytest.mark.parametrize(
+    ("labels", "sources"),
+    [
+        (("bot_id", "tenant_id"), ["what", "attribution"]),  # the default: rollups only
+        (("bot_id", "tenant_id", "task_id", "user_id"), [None, None]),  # events table
+    ],
+)
+def test_store_collector_matches_the_live_figures(
+    db_url: str, labels: tuple[str, ...], sources: list[str | None]
+) -> None:
     """On SQLite and PostgreSQL the store gives exactly the live aggregates' families."""
     led = Ledger(db_url, handle_signals=False, strict=True)
     _record(led)
     assert led.flush()
-    labels = ("bot_id", "tenant_id", "task_id", "user_id")
     live = _comparable(_exposition(LedgerCollector(led, labels=labels)))
     del live["active_tasks"]  # process state (open tasks), not history: live-only
     store = StoreCollector(db_url, labels=labels)
     try:
+        assert store.sources == sources
         assert _comparable(_exposition(store)) == live
     finally:
         store.close()
@@ -385,8 +394,9 @@ def test_store_collector_logs_and_skips_when_the_database_fails(
     """A database error during a scrape is logged and counted, not raised."""
     collector = StoreCollector(sqlite_url)
     collector.store.engine.dispose()
+    assert collector.sources == ["what", "attribution"]  # scrapes read the daily rollups
     with collector.store.engine.connect() as conn:
-        conn.exec_driver_sql("DROP TABLE events")
+        conn.exec_driver_sql("DROP TABLE rollup_what")
         conn.commit()
     with caplog.at_level(logging.ERROR, logger="agentledger.export.prometheus"):
         s = samples_of(_exposition(collector))

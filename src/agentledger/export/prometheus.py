@@ -44,6 +44,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 
 from .._aggregates import DIMENSIONS, DURATION_BOUNDS_S, HISTOGRAM
 from ..errors import ConfigError
+from ..store import rollups
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -474,11 +475,13 @@ class LedgerCollector(_BaseCollector):
 
 
 class StoreCollector(_BaseCollector):
-    """The same families computed from the store's events: every process, all history.
+    """The same families computed from the store: every process, all history.
 
-    Counters are monotonic because the store only grows, and they survive restarts of the
-    applications and of the exporter. Each scrape runs one grouped query over the events
-    table (grouped by model, kind, status, name and the chosen labels only).
+    Counters are monotonic because the store only grows (pruning keeps the rollups), and
+    they survive restarts of the applications and of the exporter. Each scrape sums the
+    daily rollups (``what`` for the model/tool/task families, ``attribution`` for the
+    ``agentledger_*`` ones), so its cost grows with days of history, not with events. Label
+    choices no rollup holds (``user_id``, ``task_id``, ``session_id``) read the events table.
     """
 
     def __init__(
@@ -495,15 +498,24 @@ class StoreCollector(_BaseCollector):
 
         self.store = url if isinstance(url, SQLStore) else SQLStore(url)
         f = self._families
-        self._queries = [
-            (_store_query(self.store.dialect, dims), dims)
-            for dims in (f.detail_dimensions, f.attribution_dimensions)
-        ]
+        #: Per family group: the rollup that answers it, or None (then the events table).
+        self.sources: list[str | None] = []
+        self._queries = []
+        for dims in (f.detail_dimensions, f.attribution_dimensions):
+            spec = rollups.choose(dims)
+            self.sources.append(spec)
+            query = (
+                _store_query(self.store.dialect, dims)
+                if spec is None
+                else _rollup_query(self.store.dialect, spec, dims)
+            )
+            self._queries.append((query, dims, spec is not None))
 
     def _rows(self) -> tuple[Sequence[Row], Sequence[Row]]:
         with self.store.engine.connect() as conn:
             detail, attribution = (
-                [_store_row(r, dims) for r in conn.execute(query)] for query, dims in self._queries
+                [_store_row(r, dims, cumulative=not rolled) for r in conn.execute(query)]
+                for query, dims, rolled in self._queries
             )
         return detail, attribution
 
@@ -544,14 +556,35 @@ def _store_query(dialect: str, dimensions: Sequence[str]) -> Any:
     return select(*keys, *columns).group_by(*keys)
 
 
-def _store_row(row: Sequence[Any], dimensions: Sequence[str]) -> Row:
+def _rollup_query(dialect: str, spec: str, dimensions: Sequence[str]) -> Any:
+    """Every daily rollup row summed by ``dimensions``: all history, a few rows a day."""
+    from sqlalchemy import func, select
+
+    from ..store.schema import rollup_tables
+
+    c = rollup_tables[spec].c
+    keys = [c[d] for d in dimensions]
+    money = (
+        func.coalesce(func.sum(c.cost_usd), 0)
+        if dialect == "postgresql"
+        else func.agentledger_dsum(c.cost_usd)
+    )
+    sums = [money if m == "cost_usd" else func.coalesce(func.sum(c[m]), 0)
+            for m in rollups.MEASURES]  # fmt: skip
+    return select(*keys, *sums).where(c.grain == "d").group_by(*keys)
+
+
+def _store_row(row: Sequence[Any], dimensions: Sequence[str], *, cumulative: bool = True) -> Row:
     key: list[Any] = [None] * len(DIMENSIONS)
     for i, dimension in enumerate(dimensions):
-        key[_D[dimension]] = row[i]
+        key[_D[dimension]] = rollups.key_value(row[i])
     v = row[len(dimensions) :]
     calls = int(v[0])
-    cumulative = [int(x) for x in v[HISTOGRAM:]]
-    buckets = [b - a for a, b in zip([0, *cumulative], [*cumulative, calls], strict=True)]
+    counts = [int(x) for x in v[HISTOGRAM:]]
+    if cumulative:  # from the events query: counts of durations <= each bound
+        buckets = [b - a for a, b in zip([0, *counts], [*counts, calls], strict=True)]
+    else:  # from a rollup: the buckets themselves, +Inf last
+        buckets = counts
     cost = v[_COST]
     values: list[Any] = [
         calls, *(int(x) for x in v[1:_COST]), Decimal(str(cost)) if cost is not None else

@@ -18,6 +18,7 @@ rollup     key (besides grain and bucket)               answers
 ``bots``   bot_id, kind                                 by bot, ``--bot`` totals
 ``tenants`` tenant_id, kind                             by tenant, ``--tenant`` totals
 ``users``  user_id, kind                                by user, ``--user`` totals
+``attribution`` bot_id, tenant_id, kind, status         the Prometheus exporter, bot + tenant
 ========== ============================================ =========================================
 
 Grains are ``h`` (hour) and ``d`` (UTC day). A time range is answered from whole days, the
@@ -63,6 +64,7 @@ SPECS: Final[dict[str, tuple[str, ...]]] = {
     "tenants": ("tenant_id", "kind"),
     "users": ("user_id", "kind"),
     "what": ("kind", "status", "provider", "model", "name"),
+    "attribution": ("bot_id", "tenant_id", "kind", "status"),
 }
 _BOUNDS_MS: Final = tuple(b * 1000.0 for b in DURATION_BOUNDS_S)
 HIST_COLUMNS: Final = tuple(f"h{i:02d}" for i in range(len(DURATION_BOUNDS_S) + 1))
@@ -101,7 +103,7 @@ def fold(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
     writer's batch spans minutes, so that merge is small).
     """
     hourly: list[dict[tuple[Any, ...], list[Any]]] = [{} for _ in SPECS]
-    kinds, bots, tenants, users, what = hourly  # SPECS order; the keys below follow SPECS
+    kinds, bots, tenants, users, what, attribution = hourly  # SPECS order, as the keys below
     for row in rows:
         started = row[4]
         hour = started - started % HOUR_US
@@ -120,6 +122,7 @@ def fold(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
             (tenants, (hour, row[13] or NONE, kind)),
             (users, (hour, row[11] or NONE, kind)),
             (what, (hour, kind, status, row[8] or NONE, row[9] or NONE, row[7])),
+            (attribution, (hour, row[10] or NONE, row[13] or NONE, kind, status)),
         ):
             acc = table.get(key)
             if acc is None:

@@ -4,8 +4,7 @@ Revision ID: 0004_rollup_members
 Revises: 0003_rollups
 Create Date: 2026-11-24
 
-Then fills every rollup from the events already stored, in the migration's transaction, so
-an upgraded database answers reports from rollups at once.
+0005 fills every rollup from the events already stored.
 """
 
 from __future__ import annotations
@@ -40,11 +39,6 @@ def upgrade() -> None:
         sa.Column("name", sa.String(512), primary_key=True),
         sa.Column("members", sa.LargeBinary, nullable=False),
     )
-    bind = op.get_bind()
-    if bind.execute(sa.text("SELECT 1 FROM events LIMIT 1")).first() is not None:
-        from agentledger.store.sql import rebuild_rollups_on
-
-        rebuild_rollups_on(bind.connection.driver_connection, bind.dialect.name)
 
 
 def downgrade() -> None:

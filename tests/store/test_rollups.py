@@ -1,0 +1,76 @@
+"""Rollup maintenance: migrations fill them from existing events; the planner splits ranges."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import select, text
+
+from agentledger import Ledger
+from agentledger.query import Query
+from agentledger.store import rollups
+from agentledger.store.rollups import DAY_US, HOUR_US, Segment, plan
+from agentledger.store.schema import rollup_tables
+from agentledger.store.sql import _MIGRATIONS, HEAD_REVISION, SQLStore
+
+
+def _alembic(store: SQLStore, revision: str, *, down: bool) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+
+
+def test_upgrading_a_database_with_events_fills_the_rollups(db_url: str) -> None:
+    """A database from before rollups (revision 0002) answers from rollups once upgraded."""
+    now = datetime.now(UTC)
+    with Ledger(db_url, handle_signals=False, strict=True) as ledger:
+        for i in range(40):
+            ledger.record_llm("gpt-4o", 100 + i, 10, bot_id=f"b{i % 3}", user_id=f"u{i % 4}",
+                              started_at=now - timedelta(hours=5 * i))  # fmt: skip
+    store = SQLStore(db_url)
+    expected = Query(store, use_rollups=False).totals(distinct_users=True)
+    _alembic(store, "0002_seed_views", down=True)
+    with store.engine.connect() as conn:
+        assert not conn.execute(
+            text("SELECT 1 FROM alembic_version WHERE version_num = '0003_rollups'")
+        ).first()
+    store.close()
+    store = SQLStore(db_url)  # migrates to head, rebuilding the rollups from the events
+    assert store.revision() == HEAD_REVISION
+    with store.engine.connect() as conn:
+        assert conn.execute(select(rollup_tables["kinds"])).first() is not None
+    assert Query(store).totals(distinct_users=True) == expected
+    assert Query(store).totals(distinct_users=True).calls == 40
+    store.close()
+
+
+def test_plan_splits_a_range_into_days_hours_and_event_edges() -> None:
+    day0 = 20_000 * DAY_US
+    lo = day0 - 2 * HOUR_US - 5  # 5 µs before 22:00 the day before
+    hi = day0 + 3 * DAY_US + 4 * HOUR_US + 7
+    assert plan(lo, hi) == [
+        Segment("events", lo, day0 - 2 * HOUR_US),
+        Segment("h", day0 - 2 * HOUR_US, day0),
+        Segment("d", day0, day0 + 3 * DAY_US),
+        Segment("h", day0 + 3 * DAY_US, day0 + 3 * DAY_US + 4 * HOUR_US),
+        Segment("events", day0 + 3 * DAY_US + 4 * HOUR_US, hi),
+    ]
+    # Within one hour: only events. Open ends: rollups to the edge, nothing past it.
+    assert plan(day0 + 5, day0 + 10) == [Segment("events", day0 + 5, day0 + 10)]
+    assert plan(None, None) == [Segment("d", None, None)]
+    assert plan(day0, None) == [Segment("d", day0, None)]
+    assert plan(None, day0 + 7) == [Segment("d", None, day0), Segment("events", day0, day0 + 7)]
+    assert plan(day0, day0 + 5 * HOUR_US, finest="h") == [Segment("h", day0, day0 + 5 * HOUR_US)]
+
+
+def test_choose_takes_the_smallest_rollup_that_holds_every_dimension() -> None:
+    assert rollups.choose(()) == "kinds"
+    assert rollups.choose(("bot_id",)) == "bots"
+    assert rollups.choose(("bot_id", "status")) == "attribution"
+    assert rollups.choose(("model", "kind")) == "what"
+    assert rollups.choose(("user_id", "model")) is None
+    assert rollups.choose(("task_id",)) is None

@@ -24,6 +24,7 @@ def _benchmarks(full: bool) -> dict[str, Callable[[bool], list[Result]]]:
     from hot_path import bench_ledger_record_llm, bench_metrics_record_tokens
     from integrations import bench_integrations
     from memory import bench_memory
+    from rollups import bench_reports, bench_rollup_write_cost
     from writers import bench_writer_postgres, bench_writer_sqlite
 
     return {
@@ -35,6 +36,8 @@ def _benchmarks(full: bool) -> dict[str, Callable[[bool], list[Result]]]:
         "prometheus_scrape": bench_prometheus_scrape,
         "sinks_record_llm": bench_sinks_record_llm,
         "integrations": bench_integrations,
+        "rollup_write_cost": bench_rollup_write_cost,
+        "reports": lambda quick: bench_reports(quick, full),
     }
 
 

@@ -217,6 +217,34 @@ def test_unreachable_or_slow_collector_never_reaches_record(
     assert exporter_logs, "the SDK should log the failed export"
 
 
+def test_spans_dropped_by_a_full_batch_queue_are_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A down endpoint fills the SDK's span queue; the sink counts what the SDK dropped."""
+    url = f"http://127.0.0.1:{free_port()}"
+    tracer_provider = TracerProvider(shutdown_on_exit=False)
+    tracer_provider.add_span_processor(
+        BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=f"{url}/v1/traces", timeout=0.2),
+            max_queue_size=5, max_export_batch_size=5, schedule_delay_millis=3_600_000,
+        )
+    )  # fmt: skip
+    sink = OTelSink(tracer_provider, MeterProvider(shutdown_on_exit=False))
+    ledger = Ledger(handle_signals=False)
+    ledger.add_sink(sink)
+    with caplog.at_level(logging.WARNING, logger="agentledger.otel"):
+        for _ in range(30):
+            ledger.record_llm("gpt-4o", 10, 5, provider="openai")
+        drain(ledger)
+    assert sink.exported == 30
+    # The worker may have taken some batches off the queue meanwhile: at most 25 dropped.
+    assert 0 < sink.dropped <= 25
+    assert "span queue is full" in caplog.text
+    assert f"dropped={sink.dropped}" in repr(sink)
+    ledger.close()
+    tracer_provider.shutdown()
+
+
 def test_a_raising_span_pipeline_is_counted_not_raised() -> None:
     class Broken(SimpleSpanProcessor):
         def on_end(self, span: Any) -> None:

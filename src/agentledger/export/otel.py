@@ -223,6 +223,7 @@ class OTelSink:
         self._shut_down = False
         self.exported = 0  # spans handed to the span processors
         self.failed = 0  # events that could not be turned into a span
+        self.dropped = 0  # spans a full BatchSpanProcessor queue dropped (endpoint slow/down)
 
     def __call__(self, events: Sequence[Event]) -> None:
         """Export one batch; raise (so the ledger counts a sink error) if any event failed."""
@@ -284,9 +285,17 @@ class OTelSink:
             end_time=start + round(event.duration_ms * 1_000_000),
             instrumentation_scope=_SCOPE,
         )
+        full = _full_batch_queues(provider)
         # The provider's own fan-out to its processors: where Tracer-made spans go on end.
         provider._active_span_processor.on_end(span)
         self.exported += 1
+        if full:  # each full queue dropped one span to take this one
+            self.dropped += full
+            if self.dropped == full or self.dropped % 1000 < full:
+                log.warning(
+                    "agentledger: the OTLP span queue is full (endpoint slow or down); "
+                    "%d span(s) dropped so far", self.dropped,
+                )  # fmt: skip
 
     def _record_metrics(self, event: Event) -> None:
         operation = _OPERATION.get(event.kind)
@@ -331,7 +340,28 @@ class OTelSink:
         self._owned.clear()
 
     def __repr__(self) -> str:
-        return f"<OTelSink exported={self.exported} failed={self.failed}>"
+        return f"<OTelSink exported={self.exported} failed={self.failed} dropped={self.dropped}>"
+
+
+def _full_batch_queues(provider: SDKTracerProvider) -> int:
+    """How many of the provider's batch span processors have a full queue right now.
+
+    The SDK drops a span (it logs, and counts in its own self-metrics) when its queue is
+    full; it tells the caller nothing, so look before handing the span over. Reads SDK
+    internals defensively: an SDK that moved them gives 0, never an error.
+    """
+    full = 0
+    try:
+        processors = provider._active_span_processor._span_processors
+        for processor in processors:
+            inner = getattr(processor, "_batch_processor", None)
+            queue = getattr(inner, "_queue", None)
+            limit = getattr(inner, "_max_queue_size", None)
+            if queue is not None and isinstance(limit, int) and len(queue) >= limit:
+                full += 1
+    except Exception:  # pragma: no cover - only if the SDK's internals change shape
+        return 0
+    return full
 
 
 def configure_from_env(ledger: Ledger) -> OTelSink | None:

@@ -47,7 +47,7 @@ from .events import (
 )
 from .pricing import PriceBook
 from .scope import _current, scope
-from .spans import Span, _current_span
+from .spans import _TOOL_REQUEST, Span, _current_span, tool_parent
 from .store import Store, open_store
 
 __all__ = ["Ledger", "LedgerStats"]
@@ -446,6 +446,10 @@ class Ledger:
             else:
                 event_id, _, span_id = new_ids()
                 trace_id, parent_id = parent.trace_id, parent.span_id
+            if kind == "tool" and _TOOL_REQUEST.get() is not None:
+                link = tool_parent(name)  # answering a model's tool request: nest under it
+                if link is not None:
+                    trace_id, parent_id = link
         return (
             event_id, trace_id, span_id, parent_id, started, duration, kind, name,
             provider, model, bot_id, user_id, task_id, tenant_id, session_id, tags_json,

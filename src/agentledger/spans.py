@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,10 @@ class Span:
         self.event_id, trace_id, self.span_id = new_ids()
         self.trace_id: str = parent.trace_id if parent is not None else trace_id
         self.parent_id: str | None = parent.span_id if parent is not None else None
+        if kind == "tool" and _TOOL_REQUEST.get() is not None:
+            link = tool_parent(name)  # answering a model's tool request: nest under it
+            if link is not None:
+                self.trace_id, self.parent_id = link
         self._token: contextvars.Token[Span | None] | None = None
         self._t0 = 0.0
         self._is_task = False  # set by Ledger.task(): counted in ledger.active_tasks
@@ -126,3 +131,37 @@ class Span:
         tb: TracebackType | None,
     ) -> None:
         self.__exit__(exc_type, exc, tb)
+
+
+# --- tool requests -------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ToolRequest:
+    """A model call whose response asked for tools: where tool calls answering it nest."""
+
+    span_id: str  # the model call's event
+    trace_id: str
+    names: frozenset[str]  # the tools it asked for
+    outer_span_id: str | None  # the span open around the model call, if any
+
+
+# The last model call in this context that could ask for tools: set when it finishes (None
+# when it asked for none), read by tool integrations (:func:`tool_parent`).
+_TOOL_REQUEST: contextvars.ContextVar[ToolRequest | None] = contextvars.ContextVar(
+    "agentledger_tool_request", default=None
+)
+
+
+def tool_parent(name: str) -> tuple[str, str] | None:
+    """``(trace_id, parent span id)`` for a tool call that answers the last model response.
+
+    That is when the last tool-capable model call in this context (thread, or asyncio task
+    and the tasks it starts) asked for a tool called ``name``, and no span was opened since
+    around the tool call (an explicit span is the more specific parent). Otherwise None.
+    """
+    request = _TOOL_REQUEST.get()
+    if request is None or name not in request.names:
+        return None
+    span = current_span()
+    if (span.span_id if span is not None else None) != request.outer_span_id:
+        return None
+    return request.trace_id, request.span_id

@@ -696,3 +696,33 @@ def test_nesting_inside_explicit_spans(server: MCPServer, db: Ledger, fake: Any)
     assert tools["asked"].parent_id == llm.span_id
     assert tools["in the step"].parent_id == ids["step"]  # the innermost explicit span wins
     assert {e.trace_id for e in evs} == {turn.trace_id}
+
+
+def test_record_tool_and_tool_spans_nest_under_the_asking_model_call(db: Ledger, fake: Any) -> None:
+    """Tools run without MCP (record_tool, ledger.span("tool", ...), traced) link the same way."""
+    al_openai.instrument(ledger=db)
+    with openai.OpenAI(base_url=fake.openai_url, api_key="test", max_retries=0) as client:
+        client.chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, extra_headers=tools_header(["search", "fetch"])
+        )
+        db.record_tool("search", duration_ms=3.0)
+        with db.span("tool", "fetch"):
+            pass
+
+        @db.traced(kind="tool", name="fetch")
+        def fetch() -> None:
+            return None
+
+        fetch()
+        db.record_tool("unrelated")
+    evs = events(db)
+    (llm,) = [e for e in evs if e.kind == "llm"]
+    tools = [e for e in evs if e.kind == "tool"]
+    linked = {e.name: [] for e in tools}  # type: dict[str, list[Event]]
+    for e in tools:
+        linked[e.name].append(e)
+    for e in [*linked["search"], *linked["fetch"]]:
+        assert (e.parent_id, e.trace_id) == (llm.span_id, llm.trace_id)
+    assert len(linked["fetch"]) == 2
+    (other,) = linked["unrelated"]
+    assert other.parent_id is None

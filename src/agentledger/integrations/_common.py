@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..ledger import Ledger
-from ..spans import Span, current_span
+from ..spans import _TOOL_REQUEST, Span, ToolRequest, current_span, tool_parent
 
 __all__ = [
     "Adapter",
@@ -101,38 +101,8 @@ class Patcher:
         return bool(self._patched)
 
 
-# --- tool requests ---------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class ToolRequest:
-    """A model call whose response asked for tools: where tool calls answering it nest."""
-
-    span_id: str  # the model call's event
-    trace_id: str
-    names: frozenset[str]  # the tools it asked for
-    outer_span_id: str | None  # the span open around the model call, if any
-
-
-# The last model call in this context that could ask for tools: set when it finishes (None
-# when it asked for none), read by tool integrations (:func:`tool_parent`).
-_TOOL_REQUEST: contextvars.ContextVar[ToolRequest | None] = contextvars.ContextVar(
-    "agentledger_tool_request", default=None
-)
-
-
-def tool_parent(name: str) -> tuple[str, str] | None:
-    """``(trace_id, parent span id)`` for a tool call that answers the last model response.
-
-    That is when the last tool-capable model call in this context (thread, or asyncio task
-    and the tasks it starts) asked for a tool called ``name``, and no span was opened since
-    around the tool call (an explicit span is the more specific parent). Otherwise None.
-    """
-    request = _TOOL_REQUEST.get()
-    if request is None or name not in request.names:
-        return None
-    span = current_span()
-    if (span.span_id if span is not None else None) != request.outer_span_id:
-        return None
-    return request.trace_id, request.span_id
+# Tool requests (``ToolRequest``, ``tool_parent``) live in agentledger.spans, so that
+# ``record_tool`` and tool spans link to the model call that asked for them too.
 
 
 _MISSING: Any = object()

@@ -102,11 +102,14 @@ class _ChatWatcher(StreamWatcher):
         self.hide_usage_chunk = hide_usage_chunk
 
     def on_item(self, item: Any) -> tuple[bool, bool]:
-        model = _model(item)
-        if model is not None:
-            self.model = model
-        choices = attr(item, "choices")
-        usage = attr(item, "usage")
+        # The SDK's typed chunks are read with plain attribute reads (tens of ns each);
+        # anything else (dicts, unexpected shapes) through attr().
+        try:
+            choices, usage = item.choices, item.usage
+        except AttributeError:
+            choices, usage = attr(item, "choices"), attr(item, "usage")
+        if self.model is None:
+            self.model = _model(item)
         if usage is not None:
             self.usage = chat_usage(usage)
             self.complete_usage = True
@@ -115,16 +118,17 @@ class _ChatWatcher(StreamWatcher):
             return not (usage is not None and self.hide_usage_chunk), False
         token = False
         for choice in choices:
-            delta = attr(choice, "delta")
-            tool_calls = attr(delta, "tool_calls")
+            try:
+                delta = choice.delta
+                tool_calls = delta.tool_calls
+                text = delta.content or delta.refusal
+            except AttributeError:
+                delta = attr(choice, "delta")
+                tool_calls = attr(delta, "tool_calls")
+                text = attr(delta, "content") or attr(delta, "refusal")
             if tool_calls:
                 self.tool_names |= _chat_tool_call_names(tool_calls)
-            if (
-                attr(delta, "content")
-                or tool_calls
-                or attr(delta, "refusal")
-                or attr(delta, "reasoning_content")
-            ):
+            if text or tool_calls or attr(delta, "reasoning_content"):
                 token = True
         if token:
             self.tokens_seen += 1

@@ -3,21 +3,16 @@ computation over the stored events, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import random
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from unittest import mock
 
 import pytest
-from rich.console import Console
 
 from agentledger import ConfigError, Event, Ledger
-from agentledger.cli import main
 from agentledger.store.sql import SQLStore
 from agentledger.summary import (
     metrics_summary,
@@ -25,6 +20,8 @@ from agentledger.summary import (
     record_knowledge_search,
     to_jsonable,
 )
+
+from .cli._runner import Result, run_cli
 
 START = datetime(2026, 11, 10, tzinfo=UTC)
 END = datetime(2026, 11, 17, tzinfo=UTC)
@@ -310,26 +307,8 @@ def test_bad_arguments_raise_config_error(
 # --- through the CLI --------------------------------------------------------------------------
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
 def _cli(*args: str) -> Result:
-    from agentledger.cli import _app, _live
-
-    out, err = io.StringIO(), io.StringIO()
-    fixed = Console(file=out, width=120, no_color=True, force_terminal=False)
-    errors = Console(file=err, width=120, no_color=True, soft_wrap=True)
-    with (
-        mock.patch.object(_app, "console", fixed), mock.patch.object(_live, "console", fixed),
-        mock.patch.object(_app, "err", errors), mock.patch("sys.stdout", out),
-        mock.patch("sys.stderr", err),
-    ):  # fmt: skip
-        code = main(list(args))
-    return Result(code, out.getvalue(), err.getvalue())
+    return run_cli(*args)
 
 
 def _decimals(doc: dict[str, Any]) -> dict[str, Any]:

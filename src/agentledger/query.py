@@ -218,14 +218,7 @@ class Query:
                     bits[key] = bits.get(key, 0) | (1 << int(row[-1]))
                 continue
             c = rollup_members.c
-            where: list[ColumnElement[bool]] = [c.grain == segment.source]
-            if segment.lo is not None:
-                where.append(c.bucket >= from_epoch_us(segment.lo))
-            if segment.hi is not None:
-                where.append(c.bucket < from_epoch_us(segment.hi))
-            for name, value in filters.items():
-                if value is not None:
-                    where.append(c[name] == value)
+            where = _rollup_where(c, segment, filters)
             for row in self._run(select(*[c[d] for d in dims], c.members).where(and_(*where))):
                 key = tuple(row[:-1])
                 bits[key] = bits.get(key, 0) | int.from_bytes(bytes(row[-1]), "little")
@@ -282,14 +275,7 @@ class Query:
         c = table.c
         keys = [c.bucket] if by_bucket else []
         keys += [c[d] for d in dims]
-        clauses: list[ColumnElement[bool]] = [c.grain == segment.source]
-        if segment.lo is not None:
-            clauses.append(c.bucket >= from_epoch_us(segment.lo))
-        if segment.hi is not None:
-            clauses.append(c.bucket < from_epoch_us(segment.hi))
-        for name, value in filters.items():
-            if value is not None:
-                clauses.append(c[name] == value)
+        clauses = _rollup_where(c, segment, filters)
         money = (
             func.coalesce(func.sum(c.cost_usd), 0)
             if self._dialect == "postgresql"
@@ -499,6 +485,21 @@ class Query:
         )
         values = [float(r[0]) for r in self._run(query)]
         return {q: _nearest_rank(values, q) for q in quantiles}
+
+
+def _rollup_where(
+    c: Any, segment: rollups.Segment, filters: dict[str, Any]
+) -> list[ColumnElement[bool]]:
+    """A rollup table's rows of one grain, inside the segment, matching the filters."""
+    clauses: list[ColumnElement[bool]] = [c.grain == segment.source]
+    if segment.lo is not None:
+        clauses.append(c.bucket >= from_epoch_us(segment.lo))
+    if segment.hi is not None:
+        clauses.append(c.bucket < from_epoch_us(segment.hi))
+    for name, value in filters.items():
+        if value is not None:
+            clauses.append(c[name] == value)
+    return clauses
 
 
 def _measures(values: Sequence[Any]) -> list[Any]:

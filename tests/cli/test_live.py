@@ -7,13 +7,11 @@ Regenerate the snapshots after an intended change with
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,11 +19,12 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from rich.console import Console
 
 from agentledger import Event, Ledger
 from agentledger.cli import main
 from agentledger.store.sql import SQLStore
+
+from ._runner import Result, run_cli
 
 SNAPSHOTS = Path(__file__).with_name("snapshots")
 START = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
@@ -90,32 +89,8 @@ def sqlite_db(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
 def _cli(*args: str, tty: bool = False) -> Result:
-    """Run the CLI in-process with a fixed 120-column, colourless console."""
-    from agentledger.cli import _app, _live
-
-    out, err = (_Terminal() if tty else io.StringIO()), io.StringIO()
-    fixed = Console(file=out, width=120, no_color=True, force_terminal=False)
-    errors = Console(file=err, width=120, no_color=True, soft_wrap=True)
-    with (
-        mock.patch.object(_app, "console", fixed), mock.patch.object(_live, "console", fixed),
-        mock.patch.object(_app, "err", errors), mock.patch.object(_live, "err", errors),
-        mock.patch("sys.stdout", out), mock.patch("sys.stderr", err),
-    ):  # fmt: skip
-        code = main(list(args))
-    return Result(code, out.getvalue(), err.getvalue())
+    return run_cli(*args, tty=tty)
 
 
 def _snapshot(name: str, text: str) -> None:

@@ -7,19 +7,16 @@ Regenerate the snapshots after an intended change with
 from __future__ import annotations
 
 import csv
-import io
 import os
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from unittest import mock
 
 import pytest
-from rich.console import Console
 
 from agentledger import Ledger
-from agentledger.cli import main
 from agentledger.cli._report import REPORT_TYPES
+
+from ._runner import Result, run_cli
 
 SNAPSHOTS = Path(__file__).with_name("snapshots")
 START = datetime(2026, 11, 20, tzinfo=UTC)
@@ -52,27 +49,8 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
 def _cli(*args: str) -> Result:
-    """Run the CLI in-process with a fixed 120-column, colourless console."""
-    from agentledger.cli import _app, _report
-
-    out, err = io.StringIO(), io.StringIO()
-    fixed = Console(file=out, width=120, no_color=True, force_terminal=False)
-    errors = Console(file=err, width=120, no_color=True, soft_wrap=True)
-    with (
-        mock.patch.object(_app, "console", fixed), mock.patch.object(_report, "console", fixed),
-        mock.patch.object(_app, "err", errors), mock.patch("sys.stdout", out),
-        mock.patch("sys.stderr", err),
-    ):  # fmt: skip
-        code = main(list(args))
-    return Result(code, out.getvalue(), err.getvalue())
+    return run_cli(*args)
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "csv"])

@@ -19,6 +19,8 @@ import agentledger
 from agentledger import Event, Ledger
 from agentledger.integrations import anthropic as al_anthropic
 
+from ._stored import events, only_event
+
 MODEL = "claude-sonnet-4-6"
 MESSAGES: list[MessageParam] = [{"role": "user", "content": "hi"}]
 CACHED_USAGE = {
@@ -28,18 +30,6 @@ CACHED_USAGE = {
     "cache_creation": {"ephemeral_5m_input_tokens": 500, "ephemeral_1h_input_tokens": 200},
     "output_tokens": 300,
 }
-
-
-def events(ledger: Ledger) -> list[Event]:
-    assert ledger.flush()
-    assert ledger.store is not None
-    return ledger.store.events()
-
-
-def only_event(ledger: Ledger) -> Event:
-    evs = events(ledger)
-    assert len(evs) == 1, evs
-    return evs[0]
 
 
 def price(

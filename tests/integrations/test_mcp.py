@@ -22,11 +22,13 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 import agentledger
-from agentledger import Event, Ledger
+from agentledger import Ledger
 from agentledger.integrations import anthropic as al_anthropic
 from agentledger.integrations import mcp as al_mcp
 from agentledger.integrations import openai as al_openai
 from agentledger.testing import memory_ledger
+
+from ._stored import events, only_event
 
 SERVER_NAME = "kb-server"
 
@@ -85,18 +87,6 @@ def any_db(db_url: str) -> Iterator[Ledger]:
 def _uninstrument_mcp() -> Iterator[None]:
     yield
     al_mcp.uninstrument()
-
-
-def events(ledger: Ledger) -> list[Event]:
-    assert ledger.flush()
-    assert ledger.store is not None
-    return ledger.store.events()
-
-
-def only_event(ledger: Ledger) -> Event:
-    evs = events(ledger)
-    assert len(evs) == 1, evs
-    return evs[0]
 
 
 def text(result: Any) -> str:

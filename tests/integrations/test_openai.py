@@ -19,24 +19,14 @@ from openai.resources.responses.responses import AsyncResponses, Responses
 from openai.types.chat import ChatCompletionMessageParam
 
 import agentledger
-from agentledger import Event, Ledger
+from agentledger import Ledger
 from agentledger.integrations import openai as al_openai
 from agentledger.integrations._common import Adapter, sync_wrapper
 
+from ._stored import events, only_event
+
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 CLASSES = (Completions, AsyncCompletions, Responses, AsyncResponses, Embeddings, AsyncEmbeddings)
-
-
-def events(ledger: Ledger) -> list[Event]:
-    assert ledger.flush()
-    assert ledger.store is not None
-    return ledger.store.events()
-
-
-def only_event(ledger: Ledger) -> Event:
-    evs = events(ledger)
-    assert len(evs) == 1, evs
-    return evs[0]
 
 
 def price(

@@ -1,0 +1,569 @@
+"""Benchmarks of the rollups (issue 5): what maintaining them costs the writer, and how fast
+the seed-004 reports answer over 1 and 10 million events against the same questions asked of
+the raw ``events`` table.
+
+``python bench/run.py --only rollup_write_cost --only reports [--quick | --full]``
+
+Loaded report databases are cached under ``$AGENTLEDGER_BENCH_CACHE`` (default
+``/tmp/agentledger-bench-cache/``; on PostgreSQL, databases named
+``agentledger_bench_r<N>_g<V>_<rev>``), keyed by the number of events, the generator version
+``GEN_VERSION`` and the schema revision: a re-run reuses them instead of loading again.
+Delete the directory (and drop the databases) to reload.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import json
+import os
+import random
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from time import perf_counter, time
+from typing import Any
+
+from uuid_utils import uuid7
+
+from _harness import Result, interleaved, median, paired_ratio
+from agentledger._aggregates import DURATION_BOUNDS_S
+from agentledger.cli._report import _BUILDERS, Report
+from agentledger.pricing import PriceBook
+from agentledger.query import Query
+from agentledger.store.sql import HEAD_REVISION, SQLStore
+from writers import PG_ADMIN, _remove_db, _skipped
+
+#: Bump when the generated data changes: cached databases of another version are not reused.
+GEN_VERSION = 1
+CACHE_DIR = os.environ.get("AGENTLEDGER_BENCH_CACHE", "/tmp/agentledger-bench-cache")
+BATCH = 5_000  # the ledger's default batch size
+DAY_S = 86_400.0
+HISTORY_DAYS = 30
+REPORTS = ("commands", "llm", "mcp", "users", "trends", "errors")
+TARGET_MS = 100.0
+TARGET_FLAT = 1.5
+TARGET_WRITE = 0.70
+
+# --- the realistic mix ---------------------------------------------------------------------------
+# 50 bots in 5 tenants, 1,000 users (uniformly random per event), 20 priced models (weights:
+# the cheap ones are used most), 20 commands and 20 tools with Zipf-like popularity;
+# 60 % llm / 25 % command / 15 % tool events, 3 % errors, log-normal durations.
+BOTS = tuple(f"bot-{i:02d}" for i in range(50))
+TENANTS = tuple(f"tenant-{i}" for i in range(5))
+USERS = tuple(f"user-{i:04d}" for i in range(1_000))
+MODELS = (  # (provider, model, relative weight, reasons)
+    ("openai", "gpt-4o", 12, False), ("openai", "gpt-4o-mini", 20, False),
+    ("openai", "gpt-4.1", 6, False), ("openai", "gpt-4.1-mini", 8, False),
+    ("openai", "gpt-4.1-nano", 4, False), ("openai", "o3-mini", 3, True),
+    ("openai", "o4-mini", 3, True), ("openai", "o1", 1, True),
+    ("openai", "gpt-3.5-turbo", 2, False), ("anthropic", "claude-3-5-sonnet-latest", 8, False),
+    ("anthropic", "claude-3-5-haiku-latest", 6, False),
+    ("anthropic", "claude-3-7-sonnet-latest", 4, False),
+    ("anthropic", "claude-sonnet-4-20250514", 5, False),
+    ("anthropic", "claude-opus-4-20250514", 1, False),
+    ("google", "gemini-1.5-flash", 3, False), ("google", "gemini-2.0-flash", 4, False),
+    ("google", "gemini-2.5-pro", 2, False), ("google", "gemini-2.5-flash", 3, False),
+    ("mistral", "mistral-large-latest", 1, False), ("deepseek", "deepseek-chat", 2, False),
+)  # fmt: skip
+COMMANDS = tuple(f"/{n}" for n in (
+    "ask", "summarize", "translate", "search", "help", "remind", "stats", "image", "code",
+    "review", "explain", "todo", "poll", "weather", "news", "define", "quiz", "digest",
+    "settings", "feedback",
+))  # fmt: skip
+TOOLS = (
+    "web_search", "fetch_url", "read_file", "write_file", "list_dir", "run_sql", "get_weather",
+    "send_email", "create_issue", "search_docs", "calendar_lookup", "translate_text",
+    "image_generate", "vector_search", "python_exec", "slack_post", "jira_query", "git_diff",
+    "summarize_pdf", "currency_convert",
+)  # fmt: skip
+LLM_ERRORS = (("RateLimitError", "429 rate limited"), ("APITimeoutError", "request timed out"),
+              ("APIError", "502 bad gateway"))  # fmt: skip
+TOOL_ERRORS = (("ToolError", "tool failed"), ("TimeoutError", "tool timed out"))
+_ZERO = Decimal(0)
+
+
+def _cum(weights: list[float]) -> list[float]:
+    out, total = [], 0.0
+    for w in weights:
+        total += w
+        out.append(total)
+    return out
+
+
+class Mix:
+    """A deterministic stream of store-ready rows (priced like the writer prices them)."""
+
+    def __init__(self, seed: int = 5) -> None:
+        self.rng = random.Random(seed)
+        self.prices = PriceBook()
+        self.prices.warm()
+        self._model_cum = _cum([m[2] for m in MODELS])
+        self._zipf_cum = _cum([1 / (i + 1) for i in range(20)])
+
+    def rows(self, n: int, start_s: float, end_s: float, batch: int = BATCH) -> Iterator[list[Any]]:
+        """``n`` rows spread evenly over ``[start_s, end_s)``, in time order, ``batch`` a list."""
+        step = (end_s - start_s) / n
+        out: list[Any] = []
+        for i in range(n):
+            out.append(self.row(start_s + (i + self.rng.random()) * step))
+            if len(out) == batch:
+                yield out
+                out = []
+        if out:
+            yield out
+
+    def row(self, t: float) -> tuple[Any, ...]:
+        rng = self.rng
+        u = uuid7(nanoseconds=int(t * 1e9))
+        hex_ = u.hex
+        b = rng.randrange(50)
+        user = USERS[rng.randrange(1000)]
+        error = rng.random() < 0.03
+        r = rng.random()
+        provider = model = error_type = error_message = None
+        inp = out = cache_read = reasoning = 0
+        if r < 0.60:
+            kind = "llm"
+            provider, model, _, reasons = MODELS[
+                bisect.bisect(self._model_cum, rng.random() * self._model_cum[-1])
+            ]
+            name = model
+            duration = rng.lognormvariate(7.1, 0.7)  # median ~1.2 s
+            if error:
+                error_type, error_message = LLM_ERRORS[rng.randrange(3)]
+                duration = rng.lognormvariate(6.0, 1.2)
+            else:
+                inp = min(200_000, 1 + int(rng.lognormvariate(7.3, 1.0)))  # median ~1,500
+                out = min(16_000, 1 + int(rng.lognormvariate(5.7, 0.8)))  # median ~300
+                if rng.random() < 0.3:
+                    cache_read = int(inp * rng.random() * 0.8)
+                if reasons:
+                    reasoning = int(out * rng.random() * 0.7)
+            cost, source, version = self.prices.quote(
+                provider, model, inp, out, cache_read, 0, reasoning, 0, t
+            )
+        else:
+            which = bisect.bisect(self._zipf_cum, rng.random() * self._zipf_cum[-1])
+            if r < 0.85:
+                kind, name = "command", COMMANDS[which]
+                duration = rng.lognormvariate(7.8, 0.8)  # median ~2.5 s
+            else:
+                kind, name = "tool", TOOLS[which]
+                duration = rng.lognormvariate(5.0, 1.1)  # median ~150 ms
+            if error:
+                error_type, error_message = TOOL_ERRORS[rng.randrange(2)]
+            cost, source, version = _ZERO, "reported", None
+        return (
+            str(u), hex_, hex_[16:], None, t, round(duration, 1),
+            kind, name, provider, model,
+            BOTS[b], user, None, TENANTS[b % 5], None, None,
+            inp, out, cache_read, 0, reasoning,
+            cost, source, version,
+            "error" if error else "ok", error_type, error_message, None,
+        )  # fmt: skip
+
+
+# --- 1. what rollup maintenance costs the writer -------------------------------------------------
+def _write_batches(quick: bool) -> list[list[Any]]:
+    """Batches of 5,000 rows, each covering 3 minutes, ending now (like a live writer)."""
+    n_batches = 8 if quick else 20
+    end = time()
+    start = end - n_batches * 180.0
+    return list(Mix(seed=7).rows(n_batches * BATCH, start, end))
+
+
+def bench_rollup_write_cost(quick: bool) -> list[Result]:
+    batches = _write_batches(quick)
+    repeats = 3 if quick else 5
+    return [_write_cost_sqlite(batches, repeats), _write_cost_postgres(batches, repeats)]
+
+
+def _timed_writes(store: SQLStore, batches: list[list[Any]], rollups_on: bool) -> float:
+    store.maintain_rollups = rollups_on
+    n = sum(len(b) for b in batches)
+    t0 = perf_counter()
+    for batch in batches:
+        assert store.write(batch) == len(batch)
+    elapsed = perf_counter() - t0
+    assert store.count() == n
+    return n / elapsed
+
+
+def _check_rollups(store: SQLStore, n: int) -> None:
+    calls = Query(store).totals().calls
+    assert calls == n, f"rollups hold {calls} calls, events {n}"
+
+
+def _write_cost_result(
+    name: str, batches: list[list[Any]], repeats: int, on: list[float], off: list[float]
+) -> Result:
+    ratio = paired_ratio(on, off)
+    n = sum(len(b) for b in batches)
+    return Result(
+        name, "rows written per second", "rows/s", median(on), median(off),
+        "same store, maintain_rollups=False", ratio, "on / off",
+        f">= {TARGET_WRITE:.0%} of no rollups", ratio >= TARGET_WRITE, on, off,
+        f"{len(batches)} batches x {BATCH} rows ({n} rows, 3 min of events per batch, "
+        f"50 bots, 1,000 users, 20 models) x {repeats} repeats via SQLStore.write",
+    )  # fmt: skip
+
+
+def _write_cost_sqlite(batches: list[list[Any]], repeats: int) -> Result:
+    tmp = tempfile.mkdtemp(prefix="agentledger-bench-rollups-")
+    counter = iter(range(10**6))
+    n = sum(len(b) for b in batches)
+
+    def run(rollups_on: bool) -> Callable[[], float]:
+        def once() -> float:
+            path = os.path.join(tmp, f"w{next(counter)}.db")
+            store = SQLStore(f"sqlite:///{path}")
+            try:
+                rate = _timed_writes(store, batches, rollups_on)
+                if rollups_on:
+                    _check_rollups(store, n)
+                return rate
+            finally:
+                store.close()
+                _remove_db(path)
+
+        return once
+
+    try:
+        run(True)()  # warm-up
+        on, off = interleaved(run(True), run(False), repeats)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _write_cost_result("rollup_write_cost sqlite", batches, repeats, on, off)
+
+
+def _write_cost_postgres(batches: list[list[Any]], repeats: int) -> Result:
+    import psycopg
+
+    db = "agentledger_bench_rollups"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        return _skipped("rollup_write_cost postgres", f"PostgreSQL unavailable: {exc}")
+    admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+    admin.execute(f"CREATE DATABASE {db}")
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + db
+    store = SQLStore(url)
+    n = sum(len(b) for b in batches)
+
+    def run(rollups_on: bool) -> Callable[[], float]:
+        def once() -> float:
+            with psycopg.connect(url, autocommit=True) as conn:
+                tables = [r[0] for r in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                    "AND tablename <> 'alembic_version'"
+                )]  # fmt: skip
+                conn.execute(f"TRUNCATE {', '.join(tables)}")  # events and every rollup
+            rate = _timed_writes(store, batches, rollups_on)
+            if rollups_on:
+                _check_rollups(store, n)
+            return rate
+
+        return once
+
+    try:
+        run(True)()  # warm-up
+        on, off = interleaved(run(True), run(False), repeats)
+    finally:
+        store.close()
+        admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        admin.close()
+    return _write_cost_result("rollup_write_cost postgres", batches, repeats, on, off)
+
+
+# --- 2. reports over 1M / 10M events -------------------------------------------------------------
+class Loaded:
+    """A loaded (or cached) report database: its store and the end of its data."""
+
+    def __init__(self, store: SQLStore, n: int, end_s: float, load_s: float, reused: bool):
+        self.store, self.n, self.end_s, self.load_s, self.reused = store, n, end_s, load_s, reused
+
+
+def _load(store: SQLStore, n: int, end_s: float, label: str) -> float:
+    """Stream ``n`` rows into ``store`` in 5,000-row batches; return the seconds it took."""
+    mix = Mix(seed=5)
+    t0 = perf_counter()
+    done = 0
+    next_report = n // 10
+    for batch in mix.rows(n, end_s - HISTORY_DAYS * DAY_S, end_s):
+        store.write(batch)
+        done += len(batch)
+        if done >= next_report:
+            elapsed = perf_counter() - t0
+            print(f"   [{label}] loaded {done:,}/{n:,} events in {elapsed:.0f} s "
+                  f"({done / elapsed:,.0f}/s)", flush=True)  # fmt: skip
+            next_report += n // 10
+    return perf_counter() - t0
+
+
+def _sqlite_db(n: int) -> Loaded:
+    os.makedirs(CACHE_DIR, exist_ok=True)
+    path = os.path.join(CACHE_DIR, f"sqlite-{n}-g{GEN_VERSION}-{_schema()}.db")
+    meta_path = path + ".json"
+    if os.path.exists(meta_path) and os.path.exists(path):
+        with open(meta_path) as fh:
+            meta = json.load(fh)
+        print(f"   [sqlite {_size(n)}] reusing cached {path} "
+              f"(loaded in {meta['load_s']:.0f} s)", flush=True)  # fmt: skip
+        return Loaded(SQLStore(f"sqlite:///{path}"), n, meta["end_s"], meta["load_s"], True)
+    loading = path + ".loading"
+    _remove_db(loading)
+    end_s = time()
+    print(f"   [sqlite {_size(n)}] loading {n:,} events into {path} ...", flush=True)
+    store = SQLStore(f"sqlite:///{loading}")
+    load_s = _load(store, n, end_s, f"sqlite {_size(n)}")
+    store.close()
+    conn = sqlite3.connect(loading)  # fold the WAL into the file before it is renamed
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    os.replace(loading, path)
+    _remove_db(loading)  # the lock file and an empty -wal/-shm, if any
+    size_mib = os.path.getsize(path) / 2**20
+    with open(meta_path, "w") as fh:
+        json.dump({"n": n, "gen": GEN_VERSION, "end_s": end_s, "load_s": load_s,
+                   "size_mib": size_mib}, fh)  # fmt: skip
+    print(f"   [sqlite {_size(n)}] loaded in {load_s:.0f} s ({n / load_s:,.0f} events/s), "
+          f"{size_mib:,.0f} MiB", flush=True)  # fmt: skip
+    return Loaded(SQLStore(f"sqlite:///{path}"), n, end_s, load_s, False)
+
+
+def _pg_db(n: int) -> Loaded | None:
+    import psycopg
+
+    db = f"agentledger_bench_r{n}_g{GEN_VERSION}_{_schema()}"
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + db
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        print(f"   PostgreSQL unavailable: {exc}", flush=True)
+        return None
+    with admin:
+        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone():
+            meta = None
+            with contextlib.suppress(psycopg.Error), psycopg.connect(url) as conn:
+                meta = conn.execute("SELECT end_s, load_s FROM bench_meta").fetchone()
+            if meta is not None:
+                print(f"   [postgres {_size(n)}] reusing cached database {db} "
+                      f"(loaded in {meta[1]:.0f} s)", flush=True)  # fmt: skip
+                return Loaded(SQLStore(url), n, meta[0], meta[1], True)
+            admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")  # a half-done load
+        admin.execute(f"CREATE DATABASE {db}")
+    end_s = time()
+    print(f"   [postgres {_size(n)}] loading {n:,} events into database {db} ...", flush=True)
+    store = SQLStore(url)
+    load_s = _load(store, n, end_s, f"postgres {_size(n)}")
+    t0 = perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE)")  # what autovacuum would have done by now
+        conn.execute("CREATE TABLE bench_meta (end_s double precision, load_s double precision)")
+        conn.execute("INSERT INTO bench_meta VALUES (%s, %s)", (end_s, load_s))
+    print(f"   [postgres {_size(n)}] loaded in {load_s:.0f} s ({n / load_s:,.0f} events/s), "
+          f"then VACUUM (ANALYZE) {perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+    return Loaded(store, n, end_s, load_s, False)
+
+
+def _schema() -> str:
+    """The schema revision's number: a cache loaded under another schema is not reused."""
+    return HEAD_REVISION.split("_", 1)[0]
+
+
+def _size(n: int) -> str:
+    return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1_000}k"
+
+
+def _cases(end_s: float) -> list[tuple[str, int, Callable[[Query], Any], Callable[[Query], Any]]]:
+    """(name, days, ours, peer): each seed-004 report and the llm p95, over 30 and 7 days."""
+    cases = []
+    for days in (30, 7):
+        f = _days_filters(end_s, days)
+        for name in REPORTS:
+            build = _BUILDERS[name]
+            cases.append((name, days, _bind(build, f), _bind(build, f)))
+        window = {"since": f["since"], "until": f["until"], "kind": "llm"}
+        cases.append((
+            "p95 llm", days,
+            lambda q, w=window: q.percentiles((95,), **w),
+            lambda q, w=window: q.percentiles((95,), exact=True, **w),
+        ))  # fmt: skip
+    return cases
+
+
+def _bind(build: Callable[[Query, dict[str, Any]], Report], f: dict[str, Any]) -> Any:
+    return lambda q: build(q, dict(f))
+
+
+def _days_filters(end_s: float, days: int) -> dict[str, Any]:
+    until = datetime.fromtimestamp(end_s, UTC)
+    return {"since": until - timedelta(days=days), "until": until, "tags": None}
+
+
+def _bucket(ms: float) -> int:
+    return bisect.bisect_left([b * 1000.0 for b in DURATION_BOUNDS_S], ms)
+
+
+def _agrees(name: str, ours: Any, raw: Any) -> str | None:
+    """None if the rollup answer equals the raw one, else what differs."""
+    if name.startswith("p95"):
+        a, b = ours[95], raw[95]
+        if _bucket(a) != _bucket(b):
+            return f"p95 {a:.1f} ms (rollups) and {b:.1f} ms (exact) are in different buckets"
+        return None
+    fields = ("title", "columns", "rows", "totals")
+    for field in fields:
+        if getattr(ours, field) != getattr(raw, field):
+            diff = [(x, y) for x, y in zip(ours.rows, raw.rows, strict=False) if x != y][:3]
+            return f"{field} differ (first differing rows: {diff}; {len(ours.rows)} vs " \
+                f"{len(raw.rows)} rows)"  # fmt: skip
+    return None
+
+
+def _ms(fn: Callable[[Query], Any], q: Query) -> float:
+    t0 = perf_counter()
+    fn(q)
+    return (perf_counter() - t0) * 1000.0
+
+
+def _alternate(
+    ours: Callable[[], float], peer: Callable[[], float], r_ours: int, r_peer: int
+) -> tuple[list[float], list[float]]:
+    """Like _harness.interleaved, with more repeats of the (fast) rollup side."""
+    import gc
+
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(max(r_ours, r_peer)):
+        order = [(ours, a, r_ours), (peer, b, r_peer)]
+        if i % 2:
+            order.reverse()
+        for fn, out, r in order:
+            if i < r:
+                gc.collect()
+                out.append(fn())
+    return a, b
+
+
+Timings = dict[tuple[str, int], dict[int, tuple[list[float], list[float]]]]
+
+
+def _measure(
+    loaded: Loaded, backend: str, r_ours: int, r_peer: int, timings: Timings, bad: list[str]
+) -> None:
+    ours_q = Query(loaded.store)
+    raw_q = Query(loaded.store, use_rollups=False)
+    for name, days, ours, peer in _cases(loaded.end_s):
+        t0 = perf_counter()
+        got, want = ours(ours_q), peer(raw_q)  # warm-up, and the correctness check
+        warm_peer_s = perf_counter() - t0
+        problem = _agrees(name, got, want)
+        if problem:
+            bad.append(f"{backend} {_size(loaded.n)} {name} {days}d: {problem}")
+        reps = r_peer if warm_peer_s < 10 else 1  # a raw scan that takes many seconds: once
+        a, b = _alternate(lambda o=ours: _ms(o, ours_q), lambda p=peer: _ms(p, raw_q), r_ours, reps)
+        timings.setdefault((name, days), {})[loaded.n] = (a, b)
+        check = "OK" if problem is None else "MISMATCH"
+        print(f"   [{backend} {_size(loaded.n)}] {name:8} {days:2}d: rollups "
+              f"{median(a):8.1f} ms, raw events {median(b):9.1f} ms, answers {check}",
+              flush=True)  # fmt: skip
+
+
+def bench_reports(quick: bool, full: bool) -> list[Result]:
+    sqlite_sizes = (100_000, 1_000_000) if quick else (1_000_000, 10_000_000)
+    pg_sizes = (100_000,) if quick else (1_000_000, 10_000_000) if full else (1_000_000,)
+    r_ours, r_peer = (3, 1) if quick else (9, 3)
+    results: list[Result] = []
+    bad: list[str] = []
+    for backend, sizes in (("sqlite", sqlite_sizes), ("postgres", pg_sizes)):
+        timings: Timings = {}
+        for n in sizes:
+            loaded = _sqlite_db(n) if backend == "sqlite" else _pg_db(n)
+            if loaded is None:
+                results.append(_skipped(f"reports {backend}", "PostgreSQL unavailable"))
+                break
+            try:
+                _measure(loaded, backend, r_ours, r_peer, timings, bad)
+            finally:
+                loaded.store.close()
+        if timings:
+            absolute = backend == "sqlite" and not quick
+            results += _report_results(backend, sizes, timings, absolute)
+            print(_detail_table(backend, sizes, timings, absolute), flush=True)
+    assert not bad, "rollup answers differ from the raw events:\n" + "\n".join(bad)
+    return results
+
+
+def _report_results(
+    backend: str, sizes: tuple[int, ...], timings: Timings, absolute: bool
+) -> list[Result]:
+    out = []
+    big, small = sizes[-1], sizes[0]
+    for (name, days), per_n in timings.items():
+        if big not in per_n:
+            continue
+        a, b = per_n[big]
+        ours, peer = median(a), median(b)
+        if absolute:
+            target, passed = f"<= {TARGET_MS:.0f} ms at {_size(big)}", ours <= TARGET_MS
+        else:
+            target, passed = "(no target)", None
+        peer_name = "exact=True, events" if name.startswith("p95") else "use_rollups=False"
+        out.append(Result(
+            f"reports {backend} {name} {days}d @{_size(big)}", "report time", "ms", ours, peer,
+            peer_name,
+            peer / ours, "raw / rollups", target, passed, a, b,
+            f"median of {len(a)} (rollups) and {len(b)} (raw) warm runs",
+        ))  # fmt: skip
+        if small != big and small in per_n:
+            s = median(per_n[small][0])
+            ratio = ours / s
+            out.append(Result(
+                f"reports {backend} {name} {days}d {_size(big)}/{_size(small)}", "report time",
+                "ms", ours, s,
+                f"same at {_size(small)}", ratio, f"{_size(big)} / {_size(small)}",
+                f"<= {TARGET_FLAT}", ratio <= TARGET_FLAT, a, per_n[small][0],
+            ))  # fmt: skip
+    return out
+
+
+def _detail_table(backend: str, sizes: tuple[int, ...], timings: Timings, absolute: bool) -> str:
+    big, small = sizes[-1], sizes[0]
+    two = big != small
+    head = ["report", "days"]
+    if two:
+        head += [f"ms @{_size(small)}"]
+    head += [f"ms @{_size(big)}"]
+    if two:
+        head += [f"{_size(big)}/{_size(small)}"]
+    head += [f"raw ms @{_size(big)}", "speedup"]
+    if absolute:
+        head += [f"<= {TARGET_MS:.0f} ms"]
+    if two:
+        head += [f"<= {TARGET_FLAT}"]
+    lines = [f"\n{backend}: rollups vs raw events (median ms, warm)",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
+    for (name, days), per_n in timings.items():
+        if big not in per_n:
+            continue
+        ours, peer = median(per_n[big][0]), median(per_n[big][1])
+        cells = [name, str(days)]
+        if two:
+            cells.append(f"{median(per_n[small][0]):,.1f}")
+        cells.append(f"{ours:,.1f}")
+        if two:
+            ratio = ours / median(per_n[small][0])
+            cells.append(f"{ratio:.2f}")
+        speedup = peer / ours
+        cells += [f"{peer:,.0f}", f"{speedup:,.0f}x" if speedup >= 10 else f"{speedup:.1f}x"]
+        if absolute:
+            cells.append("PASS" if ours <= TARGET_MS else "FAIL")
+        if two:
+            cells.append("PASS" if ratio <= TARGET_FLAT else "FAIL")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

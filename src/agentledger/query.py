@@ -22,7 +22,17 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from sqlalchemy import BigInteger, ColumnElement, Select, and_, case, func, select, type_coerce
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    func,
+    select,
+    type_coerce,
+    union_all,
+)
 
 from ._aggregates import DURATION_BOUNDS_S
 from .errors import ConfigError
@@ -245,103 +255,101 @@ class Query:
         if lo is not None and hi is not None and lo >= hi:
             return {}
         finest = "h" if series == "hour" else "d"
-        width = rollups.HOUR_US if series == "hour" else rollups.DAY_US
+        parts = [
+            self._events_part(dims, segment, filters, series, histogram)
+            if segment.source == "events"
+            else self._rollup_part(spec, dims, segment, filters, series, histogram)
+            for segment in rollups.plan(lo, hi, finest=finest)
+        ]
+        # One statement: the database sums the pieces (rollup rows and edge events), so
+        # only one row per answer key comes back to Python, however long the range.
+        union = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
+        n = len(dims) + (series is not None)
+        width = 10 + (len(rollups.HIST_COLUMNS) if histogram else 0)
+        keys = [union.c[f"k{i}"] for i in range(n)]
+        sums = [
+            self._money(union.c.m7) if i == rollups.COST else func.coalesce(
+                func.sum(union.c[f"m{i}"]), 0)
+            for i in range(width)
+        ]  # fmt: skip
+        query = select(*keys, *sums).group_by(*keys) if keys else select(*sums)
         out: dict[tuple[Any, ...], list[Any]] = {}
-        for segment in rollups.plan(lo, hi, finest=finest):
-            if segment.source == "events":
-                rows = self._events_measures(dims, segment, filters, series, histogram)
-            else:
-                rows = self._rollup_measures(spec, dims, segment, filters, series is not None)
-            for key, measures in rows:
-                if series is not None:
-                    key = (key[0] - key[0] % width, *key[1:])
-                acc = out.get(key)
-                if acc is None:
-                    out[key] = measures
-                else:
-                    for i, value in enumerate(measures):
-                        acc[i] += value
+        for row in self._run(query):
+            key = tuple(row[:n])
+            if series is not None:
+                key = (_bucket_to_us(key[0]), *key[1:])
+            if not keys and not row[n]:
+                continue  # no rows at all: the aggregate row of an empty set
+            out[key] = _measures(row[n:])
         return out
 
-    def _rollup_measures(
+    def _money(self, column: Any) -> Any:
+        if self._dialect == "postgresql":
+            return func.coalesce(func.sum(column), 0)
+        return func.agentledger_dsum(column)
+
+    def _series_expr(self, column: Any, series: str) -> Any:
+        """``column`` (a UTC time) floored to its day or hour, the same way for both sources."""
+        if self._dialect == "postgresql":
+            return func.date_trunc(series, func.timezone("UTC", column))
+        width = 86_400_000_000 if series == "day" else 3_600_000_000
+        micros = type_coerce(column, BigInteger)  # plain integer arithmetic
+        return (micros // width) * width  # `/` would be true division
+
+    def _rollup_part(
         self,
         spec: str,
         dims: Sequence[str],
         segment: rollups.Segment,
         filters: dict[str, Any],
-        by_bucket: bool,
-    ) -> list[tuple[tuple[Any, ...], list[Any]]]:
-        table = rollup_tables[spec]
-        c = table.c
-        keys = [c.bucket] if by_bucket else []
-        keys += [c[d] for d in dims]
-        clauses = _rollup_where(c, segment, filters)
-        money = (
-            func.coalesce(func.sum(c.cost_usd), 0)
-            if self._dialect == "postgresql"
-            else func.agentledger_dsum(c.cost_usd)
-        )
+        series: str | None,
+        histogram: bool,
+    ) -> Select[Any]:
+        c = rollup_tables[spec].c
+        keys: list[Any] = [] if series is None else [self._series_expr(c.bucket, series)]
+        keys += [func.nullif(c[d], rollups.NONE) for d in dims]  # '' is NULL in events
+        measures = rollups.MEASURES[: 10 + (len(rollups.HIST_COLUMNS) if histogram else 0)]
         columns = [
-            func.coalesce(func.sum(c[m]), 0) if m != "cost_usd" else money for m in rollups.MEASURES
+            (self._money(c[m]) if m == "cost_usd" else func.coalesce(func.sum(c[m]), 0)).label(
+                f"m{i}"
+            )
+            for i, m in enumerate(measures)
         ]
-        query = select(*keys, *columns).where(and_(*clauses)).group_by(*keys)
-        n = len(keys)
-        out = []
-        for row in self._run(query):
-            key = tuple(rollups.key_value(v) for v in row[:n])
-            if by_bucket:
-                key = (rollups.bucket_us(row[0]), *key[1:])
-            out.append((key, _measures(row[n:])))
-        return out
+        labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
+        query = select(*labelled, *columns).where(and_(*_rollup_where(c, segment, filters)))
+        return query.group_by(*keys) if keys else query
 
-    def _events_measures(
+    def _events_part(
         self,
         dims: Sequence[str],
         segment: rollups.Segment,
         filters: dict[str, Any],
         series: str | None,
         histogram: bool,
-    ) -> list[tuple[tuple[Any, ...], list[Any]]]:
+    ) -> Select[Any]:
         since = None if segment.lo is None else from_epoch_us(segment.lo)
         until = None if segment.hi is None else from_epoch_us(segment.hi)
-        keys: list[Any] = []
-        if series is not None:
-            keys.append(self._bucket_expr(series))
-        keys += [events.c[d] for d in dims]
         c = events.c
+        keys: list[Any] = [] if series is None else [self._series_expr(c.started_at, series)]
+        keys += [c[d] for d in dims]
         columns = [*self._summary_columns()[:-1]]
         if histogram:
             # Bucket i holds durations in (bound[i-1], bound[i]], as the live aggregates.
-            cumulative = [
-                func.coalesce(func.sum(case((c.duration_ms <= b * 1000.0, 1), else_=0)), 0)
-                for b in DURATION_BOUNDS_S
-            ]
-            columns += cumulative
-        query = (
-            select(*keys, *columns)
-            .where(and_(True, *self._where(since, until, None, filters)))
-            .group_by(*keys)
+            bounds = [b * 1000.0 for b in DURATION_BOUNDS_S]
+            lows: list[float | None] = [None, *bounds]
+            highs: list[float | None] = [*bounds, None]
+            for low, high in zip(lows, highs, strict=True):
+                test = and_(
+                    True,
+                    *([c.duration_ms > low] if low is not None else []),
+                    *([c.duration_ms <= high] if high is not None else []),
+                )
+                columns.append(func.coalesce(func.sum(case((test, 1), else_=0)), 0))
+        labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
+        query = select(*labelled, *(col.label(f"m{i}") for i, col in enumerate(columns))).where(
+            and_(True, *self._where(since, until, None, filters))
         )
-        n = len(keys)
-        out = []
-        for row in self._run(query):
-            key = tuple(row[:n])
-            if series is not None:
-                key = (_bucket_to_us(key[0]), *key[1:])
-            measures = _measures(row[n : n + 10])
-            if histogram:
-                running = [int(x) for x in row[n + 10 :]]
-                hist = [b - a for a, b in zip([0, *running], [*running, measures[0]], strict=True)]
-                measures[rollups.HIST :] = hist
-            out.append((key, measures))
-        return out
-
-    def _bucket_expr(self, bucket: str) -> Any:
-        if self._dialect == "postgresql":
-            return func.date_trunc(bucket, func.timezone("UTC", events.c.started_at))
-        width = 86_400_000_000 if bucket == "day" else 3_600_000_000
-        micros = type_coerce(events.c.started_at, BigInteger)  # plain integer arithmetic
-        return (micros // width) * width  # `/` would be true division
+        return query.group_by(*keys) if keys else query
 
     # --- questions ------------------------------------------------------------------------
     def totals(
@@ -437,7 +445,7 @@ class Query:
                 for key in sorted(found)
                 if found[key][0]
             ]
-        start = self._bucket_expr(bucket).label("bucket")
+        start = self._series_expr(events.c.started_at, bucket).label("bucket")
         columns = self._summary_columns()
         if not distinct_users:
             columns = columns[:-1]

@@ -161,8 +161,8 @@ def fold(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
-def upsert_sql(spec: str, dialect: str, *, rows: int = 1) -> str:
-    """The parameterised upsert adding ``rows`` rollup rows to what is stored."""
+def upsert_sql(spec: str, dialect: str) -> str:
+    """The parameterised upsert adding one rollup row to what is stored."""
     table = table_name(spec)
     keys = ("grain", "bucket", *SPECS[spec])
     columns = (*keys, *MEASURES)
@@ -181,8 +181,24 @@ def upsert_sql(spec: str, dialect: str, *, rows: int = 1) -> str:
     row = "(" + ", ".join([mark] * len(columns)) + ")"
     return (
         f"INSERT INTO {table} ({', '.join(columns)}) "
-        f"VALUES {', '.join([row] * rows)} "
+        f"VALUES {row} "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(updates)}"
+    )
+
+
+def merge_sql(spec: str, stage: str) -> str:
+    """PostgreSQL: add every row of the ``stage`` table (same columns) into the rollup.
+
+    Rows go in key order, so concurrent writers lock rollup rows in the same order.
+    """
+    table = table_name(spec)
+    keys = ("grain", "bucket", *SPECS[spec])
+    columns = ", ".join((*keys, *MEASURES))
+    updates = ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES)
+    return (
+        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage} "
+        f"ORDER BY {', '.join(keys)} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
     )
 
 

@@ -411,12 +411,17 @@ def _upsert_rollups(
             rows = [(*r[:at], str(r[at]), *r[at + 1 :]) for r in rows]
             cur.executemany(rollups.upsert_sql(spec, dialect), rows)
             continue
-        # PostgreSQL: one multi-row statement per 2,000 rows instead of a round trip each.
-        width = len(rows[0])
-        for chunk in _chunks(rollups.pg_rows(rows), 60_000 // width):
-            cur.execute(
-                rollups.upsert_sql(spec, dialect, rows=len(chunk)), [v for r in chunk for v in r]
-            )
+        # PostgreSQL: COPY into a temporary table, then one INSERT .. SELECT .. ON CONFLICT
+        # merge (psycopg re-parses a long multi-row VALUES statement on every call, and
+        # executemany is a round trip per row).
+        table = rollups.table_name(spec)
+        stage = f"agentledger_stage_{spec}"
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS")
+        cur.execute(f"TRUNCATE {stage}")
+        with cur.copy(f"COPY {stage} FROM STDIN") as copy:
+            for r in rollups.pg_rows(rows):
+                copy.write_row(r)
+        cur.execute(rollups.merge_sql(spec, stage))
 
 
 def rebuild_rollups_on(raw: Any, dialect: str, *, chunk: int = 50_000) -> int:

@@ -259,7 +259,7 @@ class Query:
             self._events_part(dims, segment, filters, series, histogram)
             if segment.source == "events"
             else self._rollup_part(spec, dims, segment, filters, series, histogram)
-            for segment in rollups.plan(lo, hi, finest=finest)
+            for segment in rollups.plan(lo, hi, finest=finest, minutes=spec in rollups.MINUTELY)
         ]
         # One statement: the database sums the pieces (rollup rows and edge events), so
         # only one row per answer key comes back to Python, however long the range.

@@ -67,6 +67,37 @@ def test_plan_splits_a_range_into_days_hours_and_event_edges() -> None:
     assert plan(day0, day0 + 5 * HOUR_US, finest="h") == [Segment("h", day0, day0 + 5 * HOUR_US)]
 
 
+def test_plan_with_minutes_reads_only_partial_minutes_of_events() -> None:
+    day0 = 20_000 * DAY_US
+    m = rollups.MINUTE_US
+    lo = day0 + 10 * HOUR_US + 7 * m + 5  # 10:07 and 5 µs
+    hi = day0 + 12 * HOUR_US + 3 * m + 9  # 12:03 and 9 µs
+    assert plan(lo, hi, minutes=True) == [
+        Segment("events", lo, day0 + 10 * HOUR_US + 8 * m),
+        Segment("m", day0 + 10 * HOUR_US + 8 * m, day0 + 11 * HOUR_US),
+        Segment("h", day0 + 11 * HOUR_US, day0 + 12 * HOUR_US),
+        Segment("m", day0 + 12 * HOUR_US, day0 + 12 * HOUR_US + 3 * m),
+        Segment("events", day0 + 12 * HOUR_US + 3 * m, hi),
+    ]
+    # Inside one minute: events only; inside one hour: minutes between two event edges.
+    assert plan(lo, lo + 10, minutes=True) == [Segment("events", lo, lo + 10)]
+    inside = plan(lo, lo + 5 * m, minutes=True)
+    assert [s.source for s in inside] == ["events", "m", "events"]
+    assert plan(lo, None, minutes=True)[0] == Segment("events", lo, lo - 5 + m)
+
+
+def test_fold_keeps_minutes_for_the_small_rollups_only() -> None:
+    row = [None] * 28
+    row[4], row[5], row[6], row[7], row[11] = 20_000 * DAY_US + 61_000_000, 5.0, "llm", "x", "u"
+    row[16:23] = [10, 2, 0, 0, 0, "0.5", "priced"]
+    row[24] = "ok"
+    out = rollups.fold([tuple(row)])
+    assert sorted({r[0] for r in out["kinds"]}) == ["d", "h", "m"]
+    assert sorted({r[0] for r in out["users"]}) == ["d", "h"]
+    (minute,) = [r for r in out["kinds"] if r[0] == "m"]
+    assert minute[1] == 20_000 * DAY_US + 60_000_000
+
+
 def test_choose_takes_the_smallest_rollup_that_holds_every_dimension() -> None:
     assert rollups.choose(()) == "kinds"
     assert rollups.choose(("bot_id",)) == "bots"

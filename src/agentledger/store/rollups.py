@@ -21,10 +21,12 @@ rollup     key (besides grain and bucket)               answers
 ``attribution`` bot_id, tenant_id, kind, status         the Prometheus exporter, bot + tenant
 ========== ============================================ =========================================
 
-Grains are ``h`` (hour) and ``d`` (UTC day). A time range is answered from whole days, the
-whole hours at its edges and the events of its partial hours (see :func:`plan`), so results
-are exact for any range. Queries that no rollup can answer (a ``task_id`` breakdown, tags,
-two attribution dimensions at once) read the events table.
+Grains are ``m`` (minute; not for ``users``), ``h`` (hour) and ``d`` (UTC day). A time range
+is answered from whole days, the whole hours and minutes at its edges and the events of its
+partial minutes (see :func:`plan`), so results are exact for any range and the events read
+stay a couple of minutes' worth however much history there is. Queries that no rollup can
+answer (a ``task_id`` breakdown, tags, two attribution dimensions at once) read the events
+table.
 
 Idempotence: only events that were actually inserted are folded in (a replayed batch whose
 ids are already stored changes nothing), in the same transaction as the insert.
@@ -53,9 +55,10 @@ __all__ = [
     "upsert_sql",
 ]
 
+MINUTE_US: Final = 60_000_000
 HOUR_US: Final = 3_600_000_000
 DAY_US: Final = 86_400_000_000
-GRAINS: Final = {"h": HOUR_US, "d": DAY_US}
+GRAINS: Final = {"m": MINUTE_US, "h": HOUR_US, "d": DAY_US}
 
 #: Rollup name -> its key dimensions, smallest first (the planner takes the first that fits).
 SPECS: Final[dict[str, tuple[str, ...]]] = {
@@ -66,6 +69,10 @@ SPECS: Final[dict[str, tuple[str, ...]]] = {
     "what": ("kind", "status", "provider", "model", "name"),
     "attribution": ("bot_id", "tenant_id", "kind", "status"),
 }
+#: Rollups also kept per minute: the small ones, so the partial hours at a range's edges are
+#: minute rows plus at most two partial minutes of events. ``users`` (a row per active user
+#: per bucket) is hourly and daily only.
+MINUTELY: Final = frozenset(("kinds", "bots", "tenants", "what", "attribution"))
 _BOUNDS_MS: Final = tuple(b * 1000.0 for b in DURATION_BOUNDS_S)
 HIST_COLUMNS: Final = tuple(f"h{i:02d}" for i in range(len(DURATION_BOUNDS_S) + 1))
 #: Measure columns, in accumulator order.
@@ -98,14 +105,16 @@ def _new() -> list[Any]:
 def fold(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
     """Rollup rows (one list per spec) for ``rows`` (store-ready: started_at in epoch µs).
 
-    Each output row is ``(grain, bucket_us, *key, *measures)``. Every row updates one hourly
-    accumulator per rollup; the daily rows are the hourly ones merged by day (a live
-    writer's batch spans minutes, so that merge is small).
+    Each output row is ``(grain, bucket_us, *key, *measures)``. Every row updates one
+    accumulator per rollup at its finest grain (minute, or hour for ``users``); coarser
+    rows are those merged (a live writer's batch spans seconds to minutes, so the merges
+    are small).
     """
-    hourly: list[dict[tuple[Any, ...], list[Any]]] = [{} for _ in SPECS]
-    kinds, bots, tenants, users, what, attribution = hourly  # SPECS order, as the keys below
+    finest: list[dict[tuple[Any, ...], list[Any]]] = [{} for _ in SPECS]
+    kinds, bots, tenants, users, what, attribution = finest  # SPECS order, as the keys below
     for row in rows:
         started = row[4]
+        minute = started - started % MINUTE_US
         hour = started - started % HOUR_US
         kind, status = row[6], row[24]
         error = status == "error"
@@ -117,12 +126,12 @@ def fold(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
         duration = row[5]
         bucket = HIST + bisect_left(_BOUNDS_MS, duration)
         for table, key in (
-            (kinds, (hour, kind, status)),
-            (bots, (hour, row[10] or NONE, kind)),
-            (tenants, (hour, row[13] or NONE, kind)),
+            (kinds, (minute, kind, status)),
+            (bots, (minute, row[10] or NONE, kind)),
+            (tenants, (minute, row[13] or NONE, kind)),
             (users, (hour, row[11] or NONE, kind)),
-            (what, (hour, kind, status, row[8] or NONE, row[9] or NONE, row[7])),
-            (attribution, (hour, row[10] or NONE, row[13] or NONE, kind, status)),
+            (what, (minute, kind, status, row[8] or NONE, row[9] or NONE, row[7])),
+            (attribution, (minute, row[10] or NONE, row[13] or NONE, kind, status)),
         ):
             acc = table.get(key)
             if acc is None:
@@ -146,19 +155,31 @@ def fold(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
             acc[bucket] += 1
 
     out: dict[str, list[tuple[Any, ...]]] = {}
-    for spec, table in zip(SPECS, hourly, strict=True):
-        daily: dict[tuple[Any, ...], list[Any]] = {}
-        for key, acc in table.items():
-            day_key = (key[0] - key[0] % DAY_US, *key[1:])
-            target = daily.get(day_key)
-            if target is None:
-                daily[day_key] = list(acc)
-            else:
-                for i, value in enumerate(acc):
-                    target[i] += value
-        out[spec] = [("h", *k, *acc) for k, acc in table.items()]
-        out[spec] += [("d", *k, *acc) for k, acc in daily.items()]
+    for spec, table in zip(SPECS, finest, strict=True):
+        rows_out: list[tuple[Any, ...]] = []
+        if spec in MINUTELY:
+            rows_out += [("m", *k, *acc) for k, acc in table.items()]
+            table = _coarser(table, HOUR_US)
+        rows_out += [("h", *k, *acc) for k, acc in table.items()]
+        rows_out += [("d", *k, *acc) for k, acc in _coarser(table, DAY_US).items()]
+        out[spec] = rows_out
     return out
+
+
+def _coarser(
+    table: dict[tuple[Any, ...], list[Any]], width: int
+) -> dict[tuple[Any, ...], list[Any]]:
+    """The accumulators merged into buckets ``width`` wide (keys start with the bucket)."""
+    merged: dict[tuple[Any, ...], list[Any]] = {}
+    for key, acc in table.items():
+        wide = (key[0] - key[0] % width, *key[1:])
+        target = merged.get(wide)
+        if target is None:
+            merged[wide] = list(acc)
+        else:
+            for i, value in enumerate(acc):
+                target[i] += value
+    return merged
 
 
 def upsert_sql(spec: str, dialect: str) -> str:
@@ -220,21 +241,24 @@ class Segment:
     hi: int | None
 
 
-def plan(lo: int | None, hi: int | None, *, finest: str = "d") -> list[Segment]:
-    """Split ``[lo, hi)`` into whole days, whole hours and partial-hour event ranges.
+def plan(
+    lo: int | None, hi: int | None, *, finest: str = "d", minutes: bool = False
+) -> list[Segment]:
+    """Split ``[lo, hi)`` into whole days, whole hours, whole minutes and event ranges.
 
-    ``finest="h"`` stops at hours (an hourly time series). ``None`` bounds are open: an open
-    start reads rollups from the first bucket; an open end reads events after the last
-    whole hour before ``hi`` — and with no ``hi`` at all, the current hour from events.
+    ``finest="h"`` stops at hours (an hourly time series). With ``minutes`` (rollups kept
+    per minute), the partial hours at the edges are minute rows and only the partial
+    minutes are events. ``None`` bounds are open: an open start reads rollups from the
+    first bucket; with no end, rollups hold everything stored (they are written with the
+    events), so nothing is read from events at that end.
     """
-    segments: list[Segment] = []
     h_lo = None if lo is None else -(-lo // HOUR_US) * HOUR_US  # first whole hour
-    # With no end, rollups hold everything stored (they are written with the events).
     h_hi = None if hi is None else hi // HOUR_US * HOUR_US
     if h_lo is not None and h_hi is not None and h_lo >= h_hi:
-        return [Segment("events", lo, hi)]
+        return _edge(lo, hi, minutes)
+    segments: list[Segment] = []
     if lo is not None and h_lo != lo:
-        segments.append(Segment("events", lo, h_lo))
+        segments += _edge(lo, h_lo, minutes)
     if finest == "h":
         segments.append(Segment("h", h_lo, h_hi))
     else:
@@ -249,8 +273,23 @@ def plan(lo: int | None, hi: int | None, *, finest: str = "d") -> list[Segment]:
             if d_hi is not None and d_hi != h_hi:
                 segments.append(Segment("h", d_hi, h_hi))
     if hi is not None and h_hi != hi:
-        segments.append(Segment("events", h_hi, hi))
+        segments += _edge(h_hi, hi, minutes)
     return segments
+
+
+def _edge(lo: int | None, hi: int | None, minutes: bool) -> list[Segment]:
+    """Less than an hour (or an open range inside one): events, or minutes and events."""
+    if not minutes or lo is None or hi is None:
+        return [Segment("events", lo, hi)]
+    m_lo = -(-lo // MINUTE_US) * MINUTE_US
+    m_hi = hi // MINUTE_US * MINUTE_US
+    if m_lo >= m_hi:
+        return [Segment("events", lo, hi)]
+    out = [Segment("events", lo, m_lo)] if m_lo != lo else []
+    out.append(Segment("m", m_lo, m_hi))
+    if m_hi != hi:
+        out.append(Segment("events", m_hi, hi))
+    return out
 
 
 def choose(needed: Iterable[str]) -> str | None:

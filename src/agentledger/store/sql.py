@@ -32,7 +32,7 @@ __all__ = ["HEAD_REVISION", "SQLStore", "normalize_url"]
 
 log = logging.getLogger("agentledger.store")
 
-HEAD_REVISION: Final = "0005_rollup_attribution"  # a test checks this against the migration scripts
+HEAD_REVISION: Final = "0006_rollup_minutes"  # a test checks this against the migration scripts
 _MIGRATIONS: Final = Path(__file__).with_name("migrations")
 _COLS: Final = ", ".join(ROW_FIELDS)
 _SQLITE_INSERT: Final = (

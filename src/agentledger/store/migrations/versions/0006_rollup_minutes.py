@@ -1,4 +1,4 @@
-"""per-minute rows for the small rollups (grain 'm'), so range edges read minutes of events
+"""per-minute rows for the kinds rollup (grain 'm'), so range edges read minutes of events
 
 Revision ID: 0006_rollup_minutes
 Revises: 0005_rollup_attribution
@@ -28,5 +28,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("kinds", "bots", "tenants", "what", "attribution"):
-        op.execute(f"DELETE FROM rollup_{table} WHERE grain = 'm'")
+    op.execute("DELETE FROM rollup_kinds WHERE grain = 'm'")

@@ -1,4 +1,4 @@
-"""per-minute rows for the kinds rollup (grain 'm'), so range edges read minutes of events
+"""per-minute rows for the kinds and what rollups (grain 'm'): range edges read minutes
 
 Revision ID: 0006_rollup_minutes
 Revises: 0005_rollup_attribution
@@ -29,3 +29,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DELETE FROM rollup_kinds WHERE grain = 'm'")
+    op.execute("DELETE FROM rollup_what WHERE grain = 'm'")

@@ -180,13 +180,29 @@ def expected(url: str, start: datetime, end: datetime, **filters: str) -> dict[s
     }
 
 
+def _bucket(ms: float) -> int:
+    """The latency-histogram bucket (OpenTelemetry GenAI bounds) a duration falls in."""
+    from bisect import bisect_left
+
+    from agentledger._aggregates import DURATION_BOUNDS_S
+
+    return bisect_left([b * 1000 for b in DURATION_BOUNDS_S], ms)
+
+
 def _check(doc: dict[str, Any], want: dict[str, Any]) -> None:
-    """Integers and money exactly, floats to rounding, dict keys and their order."""
+    """Integers and money exactly, floats to rounding, dict keys and their order.
+
+    Histogram percentiles (the default) must fall in the bucket of the exact value.
+    """
+    method = doc["response_time"]["percentiles"]
+    assert method in ("exact", "histogram")
     for section in ("response_time", "token_usage", "cost", "handoff", "knowledge_base"):
-        assert set(doc[section]) == set(want[section]), section
+        assert set(doc[section]) - {"percentiles"} == set(want[section]), section
         for key, value in want[section].items():
             got = doc[section][key]
-            if isinstance(value, float):
+            if key in ("p50_ms", "p95_ms", "p99_ms") and method == "histogram":
+                assert _bucket(got) == _bucket(value), (key, got, value)
+            elif isinstance(value, float):
                 assert got == pytest.approx(value, rel=1e-9), (section, key)
             else:
                 assert got == value, (section, key)
@@ -209,9 +225,11 @@ def filled(db_url: str) -> str:
     return db_url
 
 
-def test_summary_equals_an_independent_computation(filled: str) -> None:
+@pytest.mark.parametrize("exact", [True, False])
+def test_summary_equals_an_independent_computation(filled: str, exact: bool) -> None:
     """Every figure equals the one computed in Python from the stored events."""
-    doc = metrics_summary(filled, since=START, until=END)
+    doc = metrics_summary(filled, since=START, until=END, exact_percentiles=exact)
+    assert doc["response_time"]["percentiles"] == ("exact" if exact else "histogram")
     want = expected(filled, START, END)
     _check(doc, want)
     # The data exercises every path: errors, unpriced calls, several reasons, hits and misses.

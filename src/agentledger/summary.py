@@ -75,8 +75,14 @@ def metrics_summary(
     user_id: str | None = None,
     response_kind: str = "llm",
     now: datetime | None = None,
+    exact_percentiles: bool = False,
 ) -> dict[str, Any]:
     """Seed 003's metrics summary over ``[since, until)`` (default: the last ``days`` days).
+
+    Response-time percentiles come from the rollups' latency histograms (interpolated in
+    the bucket that holds the rank: the same bucket as the exact value, in milliseconds
+    instead of seconds over millions of events); ``exact_percentiles=True`` reads every
+    duration for nearest-rank values.
 
     ``source`` is a :class:`~agentledger.query.Query`, a store or a database URL (opened and
     closed here). Filters narrow every figure (``tenant_id=`` gives seed 003's per-tenant
@@ -100,15 +106,20 @@ def metrics_summary(
     if isinstance(source, str):
         query = Query.open(source)
         try:
-            return _summary(query, start, end, filters, response_kind)
+            return _summary(query, start, end, filters, response_kind, exact_percentiles)
         finally:
             query.close()
     query = source if isinstance(source, Query) else Query(source)
-    return _summary(query, start, end, filters, response_kind)
+    return _summary(query, start, end, filters, response_kind, exact_percentiles)
 
 
 def _summary(
-    q: Query, start: datetime, end: datetime, filters: dict[str, str], response_kind: str
+    q: Query,
+    start: datetime,
+    end: datetime,
+    filters: dict[str, str],
+    response_kind: str,
+    exact: bool,
 ) -> dict[str, Any]:
     where = _where(start, end, filters)
     window: dict[str, Any] = {"since": start, "until": end, **filters}
@@ -122,12 +133,16 @@ def _summary(
         func.count(), func.avg(events.c.duration_ms), func.min(events.c.duration_ms),
         func.max(events.c.duration_ms),
     ).where(and_(True, *kind_where)))[0]  # fmt: skip
-    ranks = _percentiles(q, kind_where, int(count))
+    if exact:
+        ranks = _percentiles(q, kind_where, int(count))
+    else:
+        ranks = q.percentiles(_QUANTILES, kind=response_kind, **window) if count else {}
     response_time = {
         "p50_ms": ranks.get(50.0, 0.0), "p95_ms": ranks.get(95.0, 0.0),
         "p99_ms": ranks.get(99.0, 0.0), "mean_ms": float(mean or 0.0),
         "min_ms": float(low or 0.0), "max_ms": float(high or 0.0),
         "sample_count": int(count), "kind": response_kind,
+        "percentiles": "exact" if exact else "histogram",
     }  # fmt: skip
 
     # --- tokens and cost -------------------------------------------------------------------

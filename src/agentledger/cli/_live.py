@@ -82,6 +82,14 @@ def summary(
         str, typer.Option(help="Event kind whose durations are the response times.")
     ] = "llm",
     format_: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    exact: Annotated[
+        bool,
+        typer.Option(
+            "--exact",
+            help="Nearest-rank percentiles from every duration (slower over millions of "
+            "events) instead of the rollups' latency histograms.",
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Seed 003's metrics summary: response time percentiles, tokens, exact cost by model,
@@ -104,7 +112,7 @@ def summary(
         with _store_errors(store):
             doc = metrics_summary(
                 Query(store), since=start, until=end, tenant_id=tenant, bot_id=bot,
-                user_id=user, response_kind=response_kind,
+                user_id=user, response_kind=response_kind, exact_percentiles=exact,
             )  # fmt: skip
     finally:
         store.close()

@@ -106,3 +106,47 @@ def test_parse_age() -> None:
     assert parse_age("90d") == timedelta(days=90)
     assert parse_age("36h") == timedelta(hours=36)
     assert parse_age(" 2w ") == timedelta(weeks=2)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"before": datetime(2026, 1, 1)},  # naive
+        {"before": "2026-01-01"},
+        {"before": datetime.now(UTC), "batch": 0},
+        {"before": datetime.now(UTC), "batch": -5},
+        {"before": datetime.now(UTC), "batch": True},
+    ],
+)
+def test_store_prune_rejects_bad_arguments(sqlite_url: str, kwargs: dict[str, object]) -> None:
+    from agentledger import ConfigError
+
+    store = SQLStore(sqlite_url)
+    with pytest.raises(ConfigError):
+        store.prune(**kwargs)  # type: ignore[arg-type]
+    store.close()
+
+
+def test_prune_on_a_locked_database_is_a_store_error_and_deletes_nothing(
+    sqlite_url: str,
+) -> None:
+    """Another writer holds the lock past the busy timeout: one clear error, nothing lost."""
+    import sqlite3
+
+    from agentledger import StoreError
+
+    _fill(sqlite_url, days=3, per_day=2)
+    store = SQLStore(sqlite_url, timeout_s=0.2)
+    count = store.count()
+    holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError, match="locked"):
+            store.prune(datetime.now(UTC))
+        with pytest.raises(StoreError):
+            store.vacuum()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert store.count() == count
+    store.close()

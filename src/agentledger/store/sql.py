@@ -274,8 +274,10 @@ class SQLStore:
         short transaction, so writers are never blocked for long. ``progress(n)`` is called
         with the rows deleted after each batch. Returns the total deleted.
         """
-        if before.tzinfo is None:
-            raise ConfigError("prune: 'before' must be a timezone-aware datetime")
+        if not isinstance(before, datetime) or before.tzinfo is None:
+            raise ConfigError(f"prune: 'before' must be a timezone-aware datetime, got {before!r}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ConfigError(f"prune: 'batch' must be a positive int, got {batch!r}")
         if self.dialect == "sqlite":
             from .schema import to_epoch_us
 
@@ -288,42 +290,58 @@ class SQLStore:
             args = (before, batch)
         total = 0
         while True:
-            with self._lock, self.engine.connect() as conn:
-                raw: Any = conn.connection.driver_connection
-                try:
-                    cur = raw.cursor()
-                    if self.dialect == "sqlite":
-                        cur.execute("BEGIN IMMEDIATE")
-                    cur.execute(sql, args)
-                    deleted = int(cur.rowcount)
-                    cur.close()
-                    raw.commit()
-                except BaseException:
-                    raw.rollback()
-                    raise
+            deleted = int(self._guarded(lambda: self._delete_batch(sql, args)))
             total += deleted
             if progress is not None:
                 progress(deleted)
             if deleted < batch:
-                return total
+                return int(total)
+
+    def _delete_batch(self, sql: str, args: tuple[Any, ...]) -> int:
+        with self._lock, self.engine.connect() as conn:
+            raw: Any = conn.connection.driver_connection
+            try:
+                cur = raw.cursor()
+                if self.dialect == "sqlite":
+                    cur.execute("BEGIN IMMEDIATE")
+                cur.execute(sql, args)
+                deleted = int(cur.rowcount)
+                cur.close()
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+        return deleted
+
+    def _guarded(self, work: Any) -> Any:
+        """Run ``work()``; database errors become StoreError / StoreUnavailable (one line)."""
+        try:
+            return work()
+        except SQLAlchemyError as exc:
+            raise _store_error(exc, self.url) from None
+        except StoreError:
+            raise
+        except Exception as exc:  # driver errors raised outside SQLAlchemy's wrapping
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreError(f"{_redact(self.url)}: {type(exc).__name__}: {detail}") from exc
 
     def vacuum(self) -> None:
         """Give the space of deleted rows back (SQLite ``VACUUM``, PostgreSQL ``VACUUM``)."""
-        try:
-            with self._lock, self.engine.connect() as conn:
-                raw: Any = conn.connection.driver_connection
-                if self.dialect == "sqlite":
-                    raw.execute("VACUUM")
-                else:
-                    raw.rollback()
-                    previous = raw.autocommit
-                    raw.autocommit = True
-                    try:
-                        raw.execute("VACUUM (ANALYZE) events")
-                    finally:
-                        raw.autocommit = previous
-        except SQLAlchemyError as exc:
-            raise _store_error(exc, self.url) from None
+        self._guarded(self._vacuum)
+
+    def _vacuum(self) -> None:
+        with self._lock, self.engine.connect() as conn:
+            raw: Any = conn.connection.driver_connection
+            if self.dialect == "sqlite":
+                raw.execute("VACUUM")
+            else:
+                raw.rollback()
+                previous = raw.autocommit
+                raw.autocommit = True
+                try:
+                    raw.execute("VACUUM (ANALYZE) events")
+                finally:
+                    raw.autocommit = previous
 
     # --- reads ----------------------------------------------------------------------------
     def events(self, *, limit: int | None = None) -> list[Event]:

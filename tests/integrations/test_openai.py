@@ -307,17 +307,89 @@ def test_parse_and_stream_helpers_are_recorded(client: openai.OpenAI, ledger: Le
     assert not any(e.metadata.get("usage_estimated") for e in evs)
 
 
-def test_with_streaming_response_is_recorded_without_usage(
+def test_with_streaming_response_records_the_parsed_usage(
     client: openai.OpenAI, ledger: Ledger
 ) -> None:
+    """The body is read when the caller parses it: the event gets its exact usage then."""
     al_openai.instrument(ledger=ledger)
     with client.chat.completions.with_streaming_response.create(
-        model="gpt-4o", messages=MESSAGES
+        model="gpt-4o", messages=MESSAGES, extra_headers=headers(chat_usage(21, 7))
     ) as response:
         assert response.parse().choices
     e = only_event(ledger)
+    assert (e.input_tokens, e.output_tokens) == (21, 7)
+    assert "usage_unavailable" not in e.metadata
+    assert e.cost_usd == price("gpt-4o", input_tokens=21, output_tokens=7)
+
+
+def test_with_streaming_response_read_raw_is_recorded_without_usage(
+    client: openai.OpenAI, ledger: Ledger
+) -> None:
+    """A caller who reads the raw bytes gets one event, marked usage_unavailable, on close."""
+    al_openai.instrument(ledger=ledger)
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=MESSAGES, extra_headers=headers(chat_usage(21, 7))
+    ) as response:
+        assert json.loads(b"".join(response.iter_bytes()))["usage"]["prompt_tokens"] == 21
+    e = only_event(ledger)
     assert e.metadata["usage_estimated"] is True
     assert e.metadata["usage_unavailable"] is True
+
+
+@pytest.mark.parametrize("asked", [False, True])
+def test_with_streaming_response_stream_is_watched_when_parsed(
+    client: openai.OpenAI, ledger: Ledger, asked: bool
+) -> None:
+    """parse() of a streamed raw response gives the watched stream; nothing is injected."""
+    al_openai.instrument(ledger=ledger)
+    options = {"stream_options": {"include_usage": True}} if asked else {}
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=MESSAGES, stream=True,
+        extra_headers=headers(chat_usage(30, 3)), **options,
+    ) as response:  # fmt: skip
+        chunks = list(response.parse())
+    assert any(c.choices and c.choices[0].delta.content for c in chunks)
+    assert any(c.usage is not None for c in chunks) is asked  # no usage chunk unless asked
+    e = only_event(ledger)
+    assert e.metadata["stream"] is True
+    if asked:
+        assert (e.input_tokens, e.output_tokens) == (30, 3)
+        assert "usage_estimated" not in e.metadata
+    else:
+        assert e.metadata["usage_estimated"] is True
+        assert e.output_tokens > 0  # estimated from the content chunks seen
+
+
+def test_with_raw_response_stream_does_not_leak_a_usage_chunk(
+    client: openai.OpenAI, ledger: Ledger
+) -> None:
+    """The caller reads raw server-sent events: no chunk they did not ask for appears."""
+    al_openai.instrument(ledger=ledger)
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=MESSAGES, stream=True, extra_headers=headers(chat_usage(30, 3))
+    ) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: {")]
+    assert lines
+    assert all(json.loads(line[6:]).get("usage") is None for line in lines)
+    assert only_event(ledger).metadata["usage_unavailable"] is True
+
+
+def test_async_with_streaming_response_records_the_parsed_usage(fake: Any, ledger: Ledger) -> None:
+    al_openai.instrument(ledger=ledger)
+
+    async def main() -> None:
+        client = async_client(fake)
+        async with (
+            client,
+            client.chat.completions.with_streaming_response.create(
+                model="gpt-4o", messages=MESSAGES, extra_headers=headers(chat_usage(22, 8))
+            ) as response,
+        ):
+            assert (await response.parse()).choices
+
+    asyncio.run(main())
+    e = only_event(ledger)
+    assert (e.input_tokens, e.output_tokens) == (22, 8)
 
 
 # --- async ----------------------------------------------------------------------------------------

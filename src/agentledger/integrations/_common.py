@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from ..ledger import Ledger
 from ..spans import _TOOL_REQUEST, Span, ToolRequest, current_span, tool_parent
@@ -201,6 +201,8 @@ class Adapter:
         self, result: Any, call: Call, watcher: StreamWatcher | None, parsed: Any
     ) -> Any:
         """Record a finished call or wrap its stream; ``parsed``: the response body."""
+        if _unread_streamed_response(result):
+            return _record_on_parse(self, result, call, watcher)
         if watcher is not None:
             if _is_stream(result, is_async=False):
                 return SyncStreamProxy(result, call, watcher)
@@ -227,6 +229,87 @@ def _is_stream(result: Any, *, is_async: bool) -> bool:
     if is_async:
         return hasattr(result, "__aiter__") and hasattr(result, "response")
     return hasattr(result, "__iter__") and hasattr(result, "response")
+
+
+RAW_RESPONSE_HEADER: Final = "X-Stainless-Raw-Response"
+
+
+def raw_response_mode(kwargs: dict[str, Any]) -> str | None:
+    """``"true"`` (with_raw_response) or ``"stream"`` (with_streaming_response), else None."""
+    headers = kwargs.get("extra_headers")
+    if isinstance(headers, dict):
+        mode = headers.get(RAW_RESPONSE_HEADER)
+        return mode if isinstance(mode, str) else None
+    return None
+
+
+def _unread_streamed_response(result: Any) -> bool:
+    """A ``with_streaming_response`` result: the body is still the caller's to read."""
+    if type(result).__name__ not in ("APIResponse", "AsyncAPIResponse"):
+        return False
+    headers = attr(result, "http_response", "request", "headers")
+    return headers is not None and headers.get(RAW_RESPONSE_HEADER) == "stream"
+
+
+def _record_on_parse(
+    adapter: Adapter, response: Any, call: Call, watcher: StreamWatcher | None
+) -> Any:
+    """Record a ``with_streaming_response`` call when its body is parsed, else on close.
+
+    ``response.parse()`` gives the usage of a plain response, or a stream that is watched
+    like any other; a caller who reads the raw bytes instead gets an event with
+    ``usage_unavailable`` when the response closes (the context manager's exit).
+    """
+    parse, close = response.parse, response.close
+    watched: list[_StreamProxyBase] = []
+
+    def parsed(value: Any) -> Any:
+        try:
+            if watcher is not None and (
+                _is_stream(value, is_async=False) or _is_stream(value, is_async=True)
+            ):
+                proxy_type = AsyncStreamProxy if hasattr(value, "__aiter__") else SyncStreamProxy
+                proxy = proxy_type(value, call, watcher)
+                watched.append(proxy)
+                return proxy
+            if not call.done:
+                adapter.wrap_result(value, call, None, value)
+        except Exception:
+            log.warning("agentledger: could not record a %s call", adapter.endpoint,
+                        exc_info=True)  # fmt: skip
+        return value
+
+    def closed() -> None:
+        if watched:
+            watched[0]._al_finish(closed_early=True)  # no-op once the stream ended
+        elif not call.done:
+            call.finish(usage=None, estimated=True, extra={"usage_unavailable": True})
+
+    if inspect.iscoroutinefunction(parse):
+
+        async def aparse(*args: Any, **kwargs: Any) -> Any:
+            return parsed(await parse(*args, **kwargs))
+
+        async def aclose() -> None:
+            try:
+                await close()
+            finally:
+                closed()
+
+        response.parse, response.close = aparse, aclose
+    else:
+
+        def sparse(*args: Any, **kwargs: Any) -> Any:
+            return parsed(parse(*args, **kwargs))
+
+        def sclose() -> None:
+            try:
+                close()
+            finally:
+                closed()
+
+        response.parse, response.close = sparse, sclose
+    return response
 
 
 def _raw_body_read(result: Any) -> bool:

@@ -34,6 +34,7 @@ from ._common import (
     async_wrapper,
     attr,
     original_of,
+    raw_response_mode,
     sync_wrapper,
 )
 
@@ -145,6 +146,10 @@ class _ChatAdapter(Adapter):
             return kwargs, None
         options = kwargs.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage"):
+            return kwargs, _ChatWatcher(hide_usage_chunk=False)
+        if raw_response_mode(kwargs) is not None:
+            # with_raw_response / with_streaming_response: the caller may read the raw
+            # bytes, where an extra usage chunk could not be hidden. Do not ask for it.
             return kwargs, _ChatWatcher(hide_usage_chunk=False)
         base = dict(options) if isinstance(options, dict) else {}
         kwargs["stream_options"] = {**base, "include_usage": True}

@@ -154,6 +154,26 @@ def test_raw_response_sync_and_async(
         assert_cached_event(e)
 
 
+def test_with_streaming_response_records_the_parsed_usage(
+    client: anthropic.Anthropic, ledger: Ledger
+) -> None:
+    """Parsed plain and streamed bodies give exact usage (Anthropic streams carry it)."""
+    al_anthropic.instrument(ledger=ledger)
+    with client.messages.with_streaming_response.create(
+        model=MODEL, max_tokens=64, messages=MESSAGES, extra_headers=headers(CACHED_USAGE)
+    ) as response:
+        assert response.parse().usage.input_tokens == 100
+    with client.messages.with_streaming_response.create(
+        model=MODEL, max_tokens=64, messages=MESSAGES, stream=True,
+        extra_headers=headers(CACHED_USAGE),
+    ) as response:  # fmt: skip
+        assert [event.type for event in response.parse()][-1] == "message_stop"
+    first, second = sorted(events(ledger), key=lambda e: "stream" in e.metadata)
+    assert_cached_event(first)
+    assert_cached_event(second)
+    assert second.metadata["stream"] is True
+
+
 def test_stream_true(client: anthropic.Anthropic, ledger: Ledger) -> None:
     al_anthropic.instrument(ledger=ledger)
     stream = client.messages.create(

@@ -113,7 +113,7 @@ def test_clear_empties_views_too() -> None:
 
 def test_bad_view_dimensions_are_config_errors() -> None:
     with Ledger(handle_signals=False) as ledger:
-        for bad in ("model", ("nope",), ("model", "cost_usd")):
+        for bad in ("model", ("nope",), ("model", "cost_usd"), (), ("model", "model")):
             with pytest.raises(ConfigError):
                 ledger.aggregates_view(bad)  # type: ignore[arg-type]
 

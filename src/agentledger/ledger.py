@@ -646,8 +646,14 @@ class Ledger:
         DIMENSIONS, None where not kept) but costs one item per distinct projected key, not
         per combination. Exporters use it; it stops costing anything once dropped.
         """
-        if isinstance(dimensions, str) or not all(d in DIMENSIONS for d in dimensions):
-            raise ConfigError(f"dimensions must be some of {DIMENSIONS}, got {dimensions!r}")
+        if (
+            isinstance(dimensions, str)
+            or not dimensions
+            or not all(d in DIMENSIONS for d in dimensions)
+            or len(set(dimensions)) != len(dimensions)
+        ):
+            raise ConfigError(f"dimensions must be distinct names from {DIMENSIONS}, got "
+                              f"{dimensions!r}")  # fmt: skip
         return LiveView(self, tuple(dimensions))
 
     def prometheus_collector(self, **options: Any) -> Any:

@@ -22,7 +22,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 import agentledger
-from agentledger import Ledger
+from agentledger import ConfigError, Ledger
 from agentledger.integrations import anthropic as al_anthropic
 from agentledger.integrations import mcp as al_mcp
 from agentledger.integrations import openai as al_openai
@@ -369,11 +369,13 @@ def test_redact_secrets() -> None:
 
 
 def test_options_are_checked() -> None:
-    with pytest.raises(ValueError, match="max_argument_bytes"):
+    with pytest.raises(ConfigError, match="max_argument_bytes"):
         al_mcp.instrument(max_argument_bytes=-1)
-    with pytest.raises(ValueError, match="max_argument_bytes"):
+    with pytest.raises(ConfigError, match="max_argument_bytes"):
         al_mcp.instrument(max_argument_bytes=al_mcp.MAX_ARGUMENT_BYTES + 1)
-    with pytest.raises(TypeError, match="redact"):
+    with pytest.raises(ConfigError, match="max_argument_bytes"):
+        al_mcp.instrument(max_argument_bytes=float("nan"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="redact"):
         al_mcp.instrument(redact="yes")  # type: ignore[arg-type]
     assert not al_mcp.is_instrumented()
 

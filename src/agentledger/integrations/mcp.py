@@ -31,6 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 from .._ids import new_ids
+from ..errors import ConfigError
 from ..events import Event
 from ..ledger import Ledger
 from ..spans import current_span
@@ -311,12 +312,12 @@ def _wrapper(
 
 def _checked(max_argument_bytes: int, redact: Redactor | None) -> _Options:
     if type(max_argument_bytes) is not int or not 0 <= max_argument_bytes <= MAX_ARGUMENT_BYTES:
-        raise ValueError(
+        raise ConfigError(
             f"max_argument_bytes must be an int from 0 (record no arguments) to "
             f"{MAX_ARGUMENT_BYTES}, got {max_argument_bytes!r:.40}"
         )
     if redact is not None and not callable(redact):
-        raise TypeError(f"redact must be callable(tool_name, arguments), got {redact!r:.40}")
+        raise ConfigError(f"redact must be callable(tool_name, arguments), got {redact!r:.40}")
     return _Options(max_argument_bytes, redact)
 
 

@@ -143,10 +143,14 @@ def _load_json(value: Any) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {"value": loaded}
 
 
+# One encoder for every event: json.dumps with options builds a new one per call (~0.6 µs).
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dump_json(value: Any, field_name: str) -> str:
     """Serialise tags or metadata compactly, rejecting what JSON cannot hold."""
     try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidEvent(field_name, f"not JSON-serialisable ({exc})") from None
     if len(text) > MAX_METADATA_BYTES:

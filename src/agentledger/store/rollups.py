@@ -37,14 +37,12 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
 from .._aggregates import DURATION_BOUNDS_S
 
 __all__ = [
-    "GRAINS",
     "HIST_COLUMNS",
     "MEASURES",
     "SPECS",
@@ -58,7 +56,6 @@ __all__ = [
 MINUTE_US: Final = 60_000_000
 HOUR_US: Final = 3_600_000_000
 DAY_US: Final = 86_400_000_000
-GRAINS: Final = {"m": MINUTE_US, "h": HOUR_US, "d": DAY_US}
 
 #: Rollup name -> its key dimensions, smallest first (the planner takes the first that fits).
 SPECS: Final[dict[str, tuple[str, ...]]] = {
@@ -185,28 +182,15 @@ def _coarser(
     return merged
 
 
-def upsert_sql(spec: str, dialect: str) -> str:
-    """The parameterised upsert adding one rollup row to what is stored."""
+def upsert_sql(spec: str) -> str:
+    """SQLite: the parameterised upsert adding one rollup row to what is stored."""
     table = table_name(spec)
     keys = ("grain", "bucket", *SPECS[spec])
     columns = (*keys, *MEASURES)
-    mark = "?" if dialect == "sqlite" else "%s"
-    updates = []
-    for m in MEASURES:
-        if m == "cost_usd":
-            value = (
-                f"agentledger_dadd({table}.cost_usd, excluded.cost_usd)"
-                if dialect == "sqlite"
-                else f"{table}.cost_usd + excluded.cost_usd"
-            )
-        else:
-            value = f"{table}.{m} + excluded.{m}"
-        updates.append(f"{m} = {value}")
-    row = "(" + ", ".join([mark] * len(columns)) + ")"
+    row = "(" + ", ".join(["?"] * len(columns)) + ")"
     return (
-        f"INSERT INTO {table} ({', '.join(columns)}) "
-        f"VALUES {row} "
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(updates)}"
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {row} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {_additions(table, sqlite=True)}"
     )
 
 
@@ -218,11 +202,20 @@ def merge_sql(spec: str, stage: str) -> str:
     table = table_name(spec)
     keys = ("grain", "bucket", *SPECS[spec])
     columns = ", ".join((*keys, *MEASURES))
-    updates = ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES)
     return (
         f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage} "
         f"ORDER BY {', '.join(keys)} "
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {_additions(table, sqlite=False)}"
+    )
+
+
+def _additions(table: str, *, sqlite: bool) -> str:
+    """``m = table.m + excluded.m`` for every measure; money added exactly on SQLite."""
+    return ", ".join(
+        f"{m} = agentledger_dadd({table}.{m}, excluded.{m})"
+        if sqlite and m == "cost_usd"
+        else f"{m} = {table}.{m} + excluded.{m}"
+        for m in MEASURES
     )
 
 
@@ -307,15 +300,6 @@ def choose(needed: Iterable[str]) -> str | None:
 def key_value(value: Any) -> Any:
     """A rollup key column's stored value back to what the events table would say."""
     return None if value == NONE else value
-
-
-def bucket_us(value: Any) -> int:
-    """A stored bucket (int µs on SQLite, datetime on PostgreSQL) as epoch µs."""
-    if isinstance(value, datetime):
-        from .schema import to_epoch_us
-
-        return to_epoch_us(value.astimezone(UTC))
-    return int(value)
 
 
 def pg_rows(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

@@ -206,31 +206,30 @@ class SQLStore:
         """
         if not rows:
             return 0
-        try:
-            with self._lock, self.engine.connect() as conn:
-                # The driver connection directly: SQLAlchemy did not begin this transaction,
-                # so it is ours to commit or roll back.
-                raw: Any = conn.connection.driver_connection
-                numbers = _Numbers(self._user_numbers, self.dialect)
-                try:
-                    if self.dialect == "sqlite":
-                        inserted = _write_sqlite(raw, rows, numbers, self.maintain_rollups)
-                    else:
-                        inserted = _write_postgres(raw, rows, numbers, self.maintain_rollups)
-                    raw.commit()
-                except BaseException:
-                    raw.rollback()
-                    raise
-                numbers.commit()  # numbers given out in a rolled-back transaction are not kept
-                return inserted
-        except SQLAlchemyError as exc:
-            raise _store_error(exc, self.url) from None
-        except Exception as exc:  # driver errors raised outside SQLAlchemy's wrapping
-            raise StoreError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+        return int(self._guarded(lambda: self._write(rows)))
+
+    def _write(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        with self._lock, self.engine.connect() as conn:
+            # The driver connection directly: SQLAlchemy did not begin this transaction,
+            # so it is ours to commit or roll back.
+            raw: Any = conn.connection.driver_connection
+            numbers = _Numbers(self._user_numbers, self.dialect)
+            try:
+                if self.dialect == "sqlite":
+                    inserted = _write_sqlite(raw, rows, numbers, self.maintain_rollups)
+                else:
+                    inserted = _write_postgres(raw, rows, numbers, self.maintain_rollups)
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+            numbers.commit()  # numbers given out in a rolled-back transaction are not kept
+            return inserted
 
     def _transaction(self, work: Any) -> Any:
         """Run ``work(raw_connection)`` in one write transaction (blocking other writers)."""
-        try:
+
+        def run() -> Any:
             with self._lock, self.engine.connect() as conn:
                 raw: Any = conn.connection.driver_connection
                 try:
@@ -245,12 +244,8 @@ class SQLStore:
                     raw.rollback()
                     raise
                 return result
-        except SQLAlchemyError as exc:
-            raise _store_error(exc, self.url) from None
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise StoreError(f"{_redact(self.url)}: {type(exc).__name__}: {exc}") from exc
+
+        return self._guarded(run)
 
     def rebuild_rollups(self) -> int:
         """Recompute every rollup from the events table; return the events folded.
@@ -427,7 +422,7 @@ def _upsert_rollups(
         if dialect == "sqlite":  # money is decimal text on SQLite
             at = 2 + len(rollups.SPECS[spec]) + rollups.COST
             rows = [(*r[:at], str(r[at]), *r[at + 1 :]) for r in rows]
-            cur.executemany(rollups.upsert_sql(spec, dialect), rows)
+            cur.executemany(rollups.upsert_sql(spec), rows)
             continue
         # PostgreSQL: COPY into a temporary table, then one INSERT .. SELECT .. ON CONFLICT
         # merge (psycopg re-parses a long multi-row VALUES statement on every call, and

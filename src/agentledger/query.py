@@ -137,14 +137,10 @@ class Query:
             clauses.append(events.c.tags[key].as_string() == value)
         return clauses
 
-    def _money_sum(self) -> Any:
-        if self._dialect == "postgresql":
-            return func.coalesce(func.sum(events.c.cost_usd), 0)
-        return func.agentledger_dsum(events.c.cost_usd)  # exact; see store.sql
-
-    def _summary_columns(self) -> list[Any]:
+    def _summary_columns(self, distinct_users: bool = False) -> list[Any]:
+        """The Summary's sums over events (and distinct users, when asked: it costs)."""
         c = events.c
-        return [
+        columns = [
             func.count().label("calls"),
             func.coalesce(func.sum(case((c.status == "error", 1), else_=0)), 0),
             func.coalesce(func.sum(c.input_tokens), 0),
@@ -152,11 +148,13 @@ class Query:
             func.coalesce(func.sum(c.cache_read_tokens), 0),
             func.coalesce(func.sum(c.cache_write_tokens), 0),
             func.coalesce(func.sum(c.reasoning_tokens), 0),
-            self._money_sum(),
+            self._money(c.cost_usd),
             func.coalesce(func.sum(case((c.cost_source == "unpriced", 1), else_=0)), 0),
             func.coalesce(func.sum(c.duration_ms), 0.0),
-            func.count(func.distinct(c.user_id)),
         ]
+        if distinct_users:
+            columns.append(func.count(func.distinct(c.user_id)))
+        return columns
 
     @staticmethod
     def _summary(values: Sequence[Any], distinct_users: bool = True) -> Summary:
@@ -332,7 +330,7 @@ class Query:
         c = events.c
         keys: list[Any] = [] if series is None else [self._series_expr(c.started_at, series)]
         keys += [c[d] for d in dims]
-        columns = [*self._summary_columns()[:-1]]
+        columns = self._summary_columns()
         if histogram:
             # Bucket i holds durations in (bound[i-1], bound[i]], as the live aggregates.
             bounds = [b * 1000.0 for b in DURATION_BOUNDS_S]
@@ -373,9 +371,7 @@ class Query:
                 users = self._distinct_users((), since, until, filters).get((), 0)
                 summary = dataclasses.replace(summary, unique_users=users)
             return summary
-        columns = self._summary_columns()
-        if not distinct_users:
-            columns = columns[:-1]
+        columns = self._summary_columns(distinct_users)
         query = select(*columns).where(and_(True, *self._where(since, until, tags, filters)))
         return self._summary(self._run(query)[0], distinct_users)
 
@@ -410,9 +406,7 @@ class Query:
             ]
             return _ordered(groups, order)[:limit]
         keys = [events.c[d] for d in dims]
-        columns = self._summary_columns()
-        if not distinct_users:
-            columns = columns[:-1]
+        columns = self._summary_columns(distinct_users)
         query = (
             select(*keys, *columns)
             .where(and_(True, *self._where(since, until, tags, filters)))
@@ -446,9 +440,7 @@ class Query:
                 if found[key][0]
             ]
         start = self._series_expr(events.c.started_at, bucket).label("bucket")
-        columns = self._summary_columns()
-        if not distinct_users:
-            columns = columns[:-1]
+        columns = self._summary_columns(distinct_users)
         query = (
             select(start, *columns)
             .where(and_(True, *self._where(since, until, tags, filters)))

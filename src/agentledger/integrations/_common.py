@@ -204,10 +204,9 @@ class Adapter:
         if _unread_streamed_response(result):
             return _record_on_parse(self, result, call, watcher)
         if watcher is not None:
-            if _is_stream(result, is_async=False):
-                return SyncStreamProxy(result, call, watcher)
-            if _is_stream(result, is_async=True):
-                return AsyncStreamProxy(result, call, watcher)
+            proxy = _watched(result, call, watcher)
+            if proxy is not None:
+                return proxy
             call.finish(usage=None, estimated=True, extra={"usage_unavailable": True})
             return result
         model, usage = self.extract(parsed)
@@ -223,6 +222,15 @@ class Adapter:
         else:
             call.finish(model=model, usage=usage, tool_names=tools)
         return result
+
+
+def _watched(result: Any, call: Call, watcher: StreamWatcher) -> _StreamProxyBase | None:
+    """``result`` wrapped so its items are watched, if it is an SDK stream; else None."""
+    if _is_stream(result, is_async=False):
+        return SyncStreamProxy(result, call, watcher)
+    if _is_stream(result, is_async=True):
+        return AsyncStreamProxy(result, call, watcher)
+    return None
 
 
 def _is_stream(result: Any, *, is_async: bool) -> bool:
@@ -265,11 +273,8 @@ def _record_on_parse(
 
     def parsed(value: Any) -> Any:
         try:
-            if watcher is not None and (
-                _is_stream(value, is_async=False) or _is_stream(value, is_async=True)
-            ):
-                proxy_type = AsyncStreamProxy if hasattr(value, "__aiter__") else SyncStreamProxy
-                proxy = proxy_type(value, call, watcher)
+            proxy = None if watcher is None else _watched(value, call, watcher)
+            if proxy is not None:
                 watched.append(proxy)
                 return proxy
             if not call.done:
@@ -587,6 +592,16 @@ class _StreamProxyBase:
     def __repr__(self) -> str:
         return repr(self._al_inner)
 
+    def _al_generator(self) -> Any:
+        raise NotImplementedError
+
+    def _al_get_iter(self) -> Any:
+        it = self._al_iter
+        if it is None:
+            it = self._al_generator()
+            object.__setattr__(self, "_al_iter", it)
+        return it
+
     def _al_observe(self, item: Any) -> bool:
         try:
             passed, token = self._al_watcher.on_item(item)
@@ -650,15 +665,8 @@ class SyncStreamProxy(_StreamProxyBase):
             raise
         self._al_finish()
 
-    def _al_get_iter(self) -> Iterator[Any]:
-        it = self._al_iter
-        if it is None:
-            it = self._al_generator()
-            object.__setattr__(self, "_al_iter", it)
-        return it  # type: ignore[no-any-return]
-
     def __iter__(self) -> Iterator[Any]:
-        return self._al_get_iter()
+        return self._al_get_iter()  # type: ignore[no-any-return]
 
     def __next__(self) -> Any:
         return next(self._al_get_iter())
@@ -697,15 +705,8 @@ class AsyncStreamProxy(_StreamProxyBase):
             raise
         self._al_finish()
 
-    def _al_get_iter(self) -> AsyncIterator[Any]:
-        it = self._al_iter
-        if it is None:
-            it = self._al_generator()
-            object.__setattr__(self, "_al_iter", it)
-        return it  # type: ignore[no-any-return]
-
     def __aiter__(self) -> AsyncIterator[Any]:
-        return self._al_get_iter()
+        return self._al_get_iter()  # type: ignore[no-any-return]
 
     async def __anext__(self) -> Any:
         return await self._al_get_iter().__anext__()

@@ -29,6 +29,7 @@ from sqlalchemy import (
     and_,
     case,
     func,
+    literal,
     select,
     type_coerce,
     union_all,
@@ -161,7 +162,7 @@ class Query:
         (calls, errors, inp, out, cr, cw, rs, cost, unpriced, duration) = values[:10]
         return Summary(
             int(calls), int(errors), int(inp), int(out), int(cr), int(cw), int(rs),
-            Decimal(str(cost)) if cost is not None else _ZERO, int(unpriced),
+            rollups.tidy(Decimal(str(cost))) if cost is not None else _ZERO, int(unpriced),
             float(duration), int(values[10]) if distinct_users else None,
         )  # fmt: skip
 
@@ -176,6 +177,7 @@ class Query:
         tags: dict[str, str] | None,
         filters: dict[str, Any],
         distinct_users: bool,
+        histogram: bool = False,
     ) -> str | None:
         """The rollup that can answer, or None (then the events table does).
 
@@ -189,7 +191,7 @@ class Query:
         unknown = set(filters) - set(_FILTERS)
         if unknown:
             raise ConfigError(f"unknown filter(s) {sorted(unknown)}; use {list(_FILTERS)}")
-        return rollups.choose(used)
+        return rollups.choose(used, histogram=histogram)
 
     def _distinct_users(
         self,
@@ -263,13 +265,13 @@ class Query:
         # only one row per answer key comes back to Python, however long the range.
         union = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
         n = len(dims) + (series is not None)
-        width = 10 + (len(rollups.HIST_COLUMNS) if histogram else 0)
+        width = rollups.HIST + (len(rollups.HIST_COLUMNS) if histogram else 0)
         keys = [union.c[f"k{i}"] for i in range(n)]
+        extra = rollups.COST + 2
         sums = [
-            self._money(union.c.m7) if i == rollups.COST else func.coalesce(
-                func.sum(union.c[f"m{i}"]), 0)
+            self._money(union.c[f"m{i}"]) if i == extra else func.sum(union.c[f"m{i}"])
             for i in range(width)
-        ]  # fmt: skip
+        ]
         query = select(*keys, *sums).group_by(*keys) if keys else select(*sums)
         out: dict[tuple[Any, ...], list[Any]] = {}
         for row in self._run(query):
@@ -278,13 +280,14 @@ class Query:
                 key = (_bucket_to_us(key[0]), *key[1:])
             if not keys and not row[n]:
                 continue  # no rows at all: the aggregate row of an empty set
-            out[key] = _measures(row[n:])
+            out[key] = rollups.measures_of(row[n:])
         return out
 
     def _money(self, column: Any) -> Any:
+        """The exact sum of a money column (NULL when there are no values)."""
         if self._dialect == "postgresql":
-            return func.coalesce(func.sum(column), 0)
-        return func.agentledger_dsum(column)
+            return func.sum(column)
+        return func.agentledger_dsum(column).filter(column.is_not(None))
 
     def _series_expr(self, column: Any, series: str) -> Any:
         """``column`` (a UTC time) floored to its day or hour, the same way for both sources."""
@@ -306,11 +309,11 @@ class Query:
         c = rollup_tables[spec].c
         keys: list[Any] = [] if series is None else [self._series_expr(c.bucket, series)]
         keys += [func.nullif(c[d], rollups.NONE) for d in dims]  # '' is NULL in events
-        measures = rollups.MEASURES[: 10 + (len(rollups.HIST_COLUMNS) if histogram else 0)]
+        measures = rollups.MEASURES[
+            : rollups.HIST + (len(rollups.HIST_COLUMNS) if histogram else 0)
+        ]
         columns = [
-            (self._money(c[m]) if m == "cost_usd" else func.coalesce(func.sum(c[m]), 0)).label(
-                f"m{i}"
-            )
+            (self._money(c[m]) if m == "cost_extra" else func.sum(c[m])).label(f"m{i}")
             for i, m in enumerate(measures)
         ]
         labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
@@ -331,6 +334,8 @@ class Query:
         keys: list[Any] = [] if series is None else [self._series_expr(c.started_at, series)]
         keys += [c[d] for d in dims]
         columns = self._summary_columns()
+        # Money as the rollups keep it: no integer part, the exact decimal sum as the extra.
+        columns[rollups.COST : rollups.COST] = [literal(0, BigInteger), literal(0, BigInteger)]
         if histogram:
             # Bucket i holds durations in (bound[i-1], bound[i]], as the live aggregates.
             bounds = [b * 1000.0 for b in DURATION_BOUNDS_S]
@@ -472,7 +477,7 @@ class Query:
         for q in quantiles:
             if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 100:
                 raise ConfigError(f"quantiles are in (0, 100], got {q!r}")
-        spec = None if exact else self._spec((), tags, filters, False)
+        spec = None if exact else self._spec((), tags, filters, False, histogram=True)
         if spec is not None:
             found = self._from_rollups(spec, (), since, until, filters, histogram=True)
             measures = found.get(())
@@ -500,18 +505,6 @@ def _rollup_where(
         if value is not None:
             clauses.append(c[name] == value)
     return clauses
-
-
-def _measures(values: Sequence[Any]) -> list[Any]:
-    """Summed SQL values (rollups.MEASURES order, histogram optional) as Python numbers."""
-    out: list[Any] = [int(v) for v in values[: rollups.COST]]
-    cost = values[rollups.COST]
-    out.append(Decimal(str(cost)) if cost is not None else _ZERO)
-    out.append(int(values[8]))
-    out.append(float(values[9] or 0.0))
-    hist = [int(v) for v in values[10:]]
-    out += hist or [0] * len(rollups.HIST_COLUMNS)
-    return out
 
 
 def _summary_of(measures: list[Any] | None, unique_users: int | None = None) -> Summary:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import os
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,7 @@ def test_llm_report_totals_equal_the_ledger(db: str) -> None:
     in_range = [e for e in store.events() if e.kind == "llm" and START <= e.started_at < END]
     store.close()
     doc = json.loads(_cli("report", "-t", "llm", "-f", "json", "--db", db, *RANGE).stdout)
-    assert doc["totals"]["Total Cost"] == str(sum(e.cost_usd or 0 for e in in_range))
+    assert Decimal(doc["totals"]["Total Cost"]) == sum(e.cost_usd or 0 for e in in_range)
     assert doc["totals"]["Unpriced Calls"] == sum(e.cost_source == "unpriced" for e in in_range)
     assert doc["totals"]["Unpriced Calls"] == 6
 

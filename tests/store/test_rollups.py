@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
+import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import select, text
@@ -12,7 +15,7 @@ from agentledger import Ledger
 from agentledger.query import Query
 from agentledger.store import rollups
 from agentledger.store.rollups import DAY_US, HOUR_US, Segment, plan
-from agentledger.store.schema import rollup_tables
+from agentledger.store.schema import from_epoch_us, rollup_tables, to_epoch_us
 from agentledger.store.sql import _MIGRATIONS, HEAD_REVISION, SQLStore
 
 
@@ -86,18 +89,69 @@ def test_plan_with_minutes_reads_only_partial_minutes_of_events() -> None:
     assert plan(lo, None, minutes=True)[0] == Segment("events", lo, lo - 5 + m)
 
 
-def test_fold_keeps_minutes_for_kinds_and_what_only() -> None:
-    row = [None] * 28
-    row[4], row[5], row[6], row[7], row[11] = 20_000 * DAY_US + 61_000_000, 5.0, "llm", "x", "u"
-    row[16:23] = [10, 2, 0, 0, 0, "0.5", "priced"]
-    row[24] = "ok"
-    out = rollups.fold([tuple(row)])
-    for spec in ("kinds", "what"):
-        assert sorted({r[0] for r in out[spec]}) == ["d", "h", "m"]
-    for spec in ("users", "bots", "tenants", "attribution"):
-        assert sorted({r[0] for r in out[spec]}) == ["d", "h"]
-    (minute,) = [r for r in out["kinds"] if r[0] == "m"]
-    assert minute[1] == 20_000 * DAY_US + 60_000_000
+def _event_row(started_us: int, cost: str | None, user: str = "u") -> tuple[object, ...]:
+    row: list[object] = [None] * 28
+    row[0], row[1], row[2] = str(uuid.uuid4()), "t" * 32, "s" * 16
+    row[4], row[5], row[6], row[7], row[11] = started_us / 1e6, 5.0, "llm", "x", user
+    row[10], row[13] = "bot", "tenant"
+    row[16:25] = [10, 2, 0, 0, 0, cost, "priced", None, "ok"]
+    return tuple(row)
+
+
+def test_fold_keeps_minutes_for_kinds_and_what_only_and_aligns_every_bucket(
+    db_url: str,
+) -> None:
+    """Minute rows for kinds and what only; every row's bucket starts its grain."""
+    store = SQLStore(db_url)
+    started = 20_000 * DAY_US + 3 * HOUR_US + 61_000_000  # 03:01:01
+    assert store.write([_event_row(started, "0.5"), _event_row(started + 60_000_000, "0.25")])
+    width = {"m": rollups.MINUTE_US, "h": HOUR_US, "d": DAY_US}
+    with store.engine.connect() as conn:
+        for spec, table in rollup_tables.items():
+            rows = conn.execute(select(table.c.grain, table.c.bucket, table.c.calls)).all()
+            assert sorted({r.grain for r in rows}) == sorted(rollups.grains(spec)), spec
+            for r in rows:
+                assert to_epoch_us(r.bucket) % width[r.grain] == 0, (spec, r)
+            for grain in ("h", "d"):  # both events in one hour and one day
+                assert [r.calls for r in rows if r.grain == grain] == [2], (spec, grain)
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "cost",
+    ["0", "0.5", "0.00000725", "1E-7", "123456.000000000000000000001", "-0.25",
+     "0.0000000000000000000001", "98765432109876.123456789", "5E+3"],
+)  # fmt: skip
+def test_split_cost_and_money_round_trip_exactly(cost: str) -> None:
+    value = Decimal(cost)
+    for given in (cost, value):
+        nano, frac, extra = rollups.split_cost(given)
+        assert 0 <= frac < rollups.FRAC
+        assert rollups.money(nano, frac, extra) == value
+    assert str(rollups.money(*rollups.split_cost(cost))) == str(rollups.tidy(value))
+    assert "E" not in str(rollups.tidy(Decimal("5E+3")))
+
+
+def test_rollup_money_is_exact_for_costs_beyond_21_decimal_places(db_url: str) -> None:
+    """Costs the integer columns cannot hold go to cost_extra; sums stay exact."""
+    costs = ["0.1", "0.2", "0.0000000000000000000000033", "7.000000000000000000000001",
+             "999999999.999999999999999999", "0.000000000001"]  # fmt: skip
+    store = SQLStore(db_url)
+    base = 20_000 * DAY_US + 5 * HOUR_US
+    rows = [_event_row(base + i * 7_000_000, c, user=f"u{i % 2}") for i, c in enumerate(costs)]
+    assert store.write(rows[:3]) == 3
+    assert store.write(rows[3:]) == 3  # a second batch merges into the same rollup rows
+    expected = Decimal(0)
+    for c in costs:  # at a precision that does not round (the default context would)
+        expected = rollups.EXACT.add(expected, Decimal(c))
+    q, events_only = Query(store), Query(store, use_rollups=False)
+    since = from_epoch_us(20_000 * DAY_US)
+    assert q.totals().cost_usd == expected == events_only.totals().cost_usd
+    assert q.totals(since=since).cost_usd == expected
+    by_user = {g.key: g.summary.cost_usd for g in q.breakdown("user_id", since=since)}
+    assert by_user == {g.key: g.summary.cost_usd for g in events_only.breakdown("user_id")}
+    assert rollups.EXACT.add(*by_user.values()) == expected
+    store.close()
 
 
 def test_choose_takes_the_smallest_rollup_that_holds_every_dimension() -> None:

@@ -502,7 +502,7 @@ class StoreCollector(_BaseCollector):
         self.sources: list[str | None] = []
         self._queries = []
         for dims in (f.detail_dimensions, f.attribution_dimensions):
-            spec = rollups.choose(dims)
+            spec = rollups.choose(dims, histogram=True)
             self.sources.append(spec)
             query = (
                 _store_query(self.store.dialect, dims)
@@ -564,13 +564,13 @@ def _rollup_query(dialect: str, spec: str, dimensions: Sequence[str]) -> Any:
 
     c = rollup_tables[spec].c
     keys = [c[d] for d in dimensions]
+    extra = c.cost_extra
     money = (
-        func.coalesce(func.sum(c.cost_usd), 0)
+        func.sum(extra)
         if dialect == "postgresql"
-        else func.agentledger_dsum(c.cost_usd)
+        else func.agentledger_dsum(extra).filter(extra.is_not(None))
     )
-    sums = [money if m == "cost_usd" else func.coalesce(func.sum(c[m]), 0)
-            for m in rollups.MEASURES]  # fmt: skip
+    sums = [money if m == "cost_extra" else func.sum(c[m]) for m in rollups.measures(spec)]
     return select(*keys, *sums).where(c.grain == "d").group_by(*keys)
 
 
@@ -579,6 +579,8 @@ def _store_row(row: Sequence[Any], dimensions: Sequence[str], *, cumulative: boo
     for i, dimension in enumerate(dimensions):
         key[_D[dimension]] = rollups.key_value(row[i])
     v = row[len(dimensions) :]
+    if not cumulative:  # a rollup's sums: money from its integer columns
+        v = rollups.measures_of(v)
     calls = int(v[0])
     counts = [int(x) for x in v[HISTOGRAM:]]
     if cumulative:  # from the events query: counts of durations <= each bound

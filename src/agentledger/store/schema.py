@@ -152,7 +152,7 @@ events = Table(
 
 
 def _rollup_table(name: str, dims: tuple[str, ...]) -> Table:
-    from .rollups import COST, HIST_COLUMNS, MEASURES, table_name
+    from .rollups import COST, HIST_COLUMNS, MEASURES, NO_HISTOGRAM, table_name
 
     label = {"kind": String(16), "status": String(8), "name": String(512)}
     return Table(
@@ -162,10 +162,12 @@ def _rollup_table(name: str, dims: tuple[str, ...]) -> Table:
         Column("bucket", UTCDateTime(), primary_key=True),
         *(Column(d, label.get(d, _LABEL), primary_key=True) for d in dims),
         *(Column(m, BigInteger, nullable=False) for m in MEASURES[:COST]),
-        Column("cost_usd", Money(), nullable=False),
+        Column("cost_nano", BigInteger, nullable=False),  # see rollups.MEASURES: exact
+        Column("cost_frac", BigInteger, nullable=False),  # money as integers, plus a
+        Column("cost_extra", Money()),  # decimal for costs needing > 21 decimal places
         Column("unpriced_calls", BigInteger, nullable=False),
         Column("duration_ms", Float, nullable=False),
-        *(Column(h, BigInteger, nullable=False) for h in HIST_COLUMNS),
+        *(Column(h, BigInteger, nullable=False) for h in HIST_COLUMNS if name not in NO_HISTOGRAM),
     )
 
 

@@ -32,7 +32,9 @@ __all__ = ["HEAD_REVISION", "SQLStore", "normalize_url"]
 
 log = logging.getLogger("agentledger.store")
 
-HEAD_REVISION: Final = "0006_rollup_minutes"  # a test checks this against the migration scripts
+HEAD_REVISION: Final = (
+    "0007_rollup_integer_money"  # a test checks this against the migration scripts
+)
 _MIGRATIONS: Final = Path(__file__).with_name("migrations")
 _COLS: Final = ", ".join(ROW_FIELDS)
 _SQLITE_INSERT: Final = (
@@ -376,8 +378,10 @@ class _DecimalSum:
         self.total = Decimal(0)
 
     def step(self, value: Any) -> None:
-        if value is not None:
-            self.total += Decimal(value if isinstance(value, str) else str(value))
+        if value is not None:  # at a precision no sum of money reaches: never rounds
+            self.total = rollups.EXACT.add(
+                self.total, Decimal(value if isinstance(value, str) else str(value))
+            )
 
     def finalize(self) -> str:
         return str(self.total)
@@ -418,15 +422,17 @@ def _upsert_rollups(
         return
     _add_members(cur, params, dialect, numbers)
     for spec, rows in rollups.fold(params).items():
-        rows.sort(key=lambda r: r[: 2 + len(rollups.SPECS[spec])])  # one lock order for all
-        if dialect == "sqlite":  # money is decimal text on SQLite
-            at = 2 + len(rollups.SPECS[spec]) + rollups.COST
-            rows = [(*r[:at], str(r[at]), *r[at + 1 :]) for r in rows]
+        if dialect == "sqlite":  # one writer at a time: no lock order to keep
+            extra = 2 + len(rollups.SPECS[spec]) + rollups.COST + 2
+            for i, r in enumerate(rows):
+                if r[extra] is not None:  # decimal text on SQLite
+                    rows[i] = (*r[:extra], str(r[extra]), *r[extra + 1 :])
             cur.executemany(rollups.upsert_sql(spec), rows)
             continue
         # PostgreSQL: COPY into a temporary table, then one INSERT .. SELECT .. ON CONFLICT
-        # merge (psycopg re-parses a long multi-row VALUES statement on every call, and
-        # executemany is a round trip per row).
+        # merge in key order, so concurrent writers lock rollup rows in one order (psycopg
+        # re-parses a long multi-row VALUES statement on every call, and executemany is a
+        # round trip per row).
         table = rollups.table_name(spec)
         stage = f"agentledger_stage_{spec}"
         cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS")
@@ -500,22 +506,27 @@ def _add_members(
     cur: Any, params: Sequence[tuple[Any, ...]], dialect: str, numbers: _Numbers
 ) -> None:
     """OR the users of ``params`` into the hour and day bitmaps of their (kind, name)."""
-    groups: dict[tuple[Any, ...], set[str]] = {}
+    hours: dict[tuple[Any, ...], set[str]] = {}
     for p in params:
         user = p[11]
         if user is None:
             continue
         started = p[4]
-        for key in (("h", started - started % rollups.HOUR_US, p[6], p[7]),
-                    ("d", started - started % rollups.DAY_US, p[6], p[7])):  # fmt: skip
-            members = groups.get(key)
-            if members is None:
-                groups[key] = {user}
-            else:
-                members.add(user)
-    if not groups:
+        key = ("h", started - started % rollups.HOUR_US, p[6], p[7])
+        members = hours.get(key)
+        if members is None:
+            hours[key] = {user}
+        else:
+            members.add(user)
+    if not hours:
         return
-    number = numbers.get(cur, set().union(*groups.values()))
+    number = numbers.get(cur, set().union(*hours.values()))
+    shift = (1).__lshift__
+    # Distinct powers of two: their sum is their OR, computed in C.
+    groups = {key: sum(map(shift, [number[u] for u in users])) for key, users in hours.items()}
+    for (_, hour, kind, name), bits in list(groups.items()):  # days: unions of their hours
+        day = ("d", hour - hour % rollups.DAY_US, kind, name)
+        groups[day] = groups.get(day, 0) | bits
     from .schema import from_epoch_us, to_epoch_us
 
     keys = sorted(groups)  # one order for every writer: no deadlocks between them
@@ -541,9 +552,7 @@ def _add_members(
             existing[(grain, at, kind, name)] = int.from_bytes(bytes(blob), "little")
     rows = []
     for key, arg in zip(keys, args, strict=True):
-        bits = existing.get(key, 0)
-        for user in groups[key]:
-            bits |= 1 << number[user]
+        bits = existing.get(key, 0) | groups[key]
         rows.append((*arg, bits.to_bytes((bits.bit_length() + 7) // 8, "little")))
     upsert = (
         f"INSERT INTO rollup_members ({columns}, members) VALUES {{values}} "

@@ -4,7 +4,7 @@ Revision ID: 0003_rollups
 Revises: 0002_seed_views
 Create Date: 2026-11-24
 
-Creates the rollup tables; 0005 fills them (and the later ones) from the events already
+Creates the rollup tables; 0007 fills them (and the later ones) from the events already
 stored, in the migration's transaction, so an upgraded database answers from rollups at once.
 """
 

@@ -38,11 +38,7 @@ def upgrade() -> None:
         sa.Column("duration_ms", sa.Float, nullable=False),
         *(sa.Column(f"h{i:02d}", sa.BigInteger, nullable=False) for i in range(15)),
     )
-    bind = op.get_bind()
-    if bind.execute(sa.text("SELECT 1 FROM events LIMIT 1")).first() is not None:
-        from agentledger.store.sql import rebuild_rollups_on
-
-        rebuild_rollups_on(bind.connection.driver_connection, bind.dialect.name)
+    # 0007 refills every rollup from the events (with the head revision's code).
 
 
 def downgrade() -> None:

@@ -4,13 +4,12 @@ Revision ID: 0006_rollup_minutes
 Revises: 0005_rollup_attribution
 Create Date: 2026-11-24
 
-No table changes: rollup rows gain the grain ``m``. Fills them (and every rollup) from the
-events already stored, in the migration's transaction.
+No table changes: rollup rows gain the grain ``m`` (0007 fills them, and every rollup, from the
+events already stored).
 """
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_rollup_minutes"
@@ -20,11 +19,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    if bind.execute(sa.text("SELECT 1 FROM events LIMIT 1")).first() is not None:
-        from agentledger.store.sql import rebuild_rollups_on
-
-        rebuild_rollups_on(bind.connection.driver_connection, bind.dialect.name)
+    pass  # 0007 refills every rollup from the events (with the head revision's code)
 
 
 def downgrade() -> None:

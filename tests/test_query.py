@@ -282,3 +282,32 @@ def _rollup_rows(store: object) -> dict[str, list[tuple[object, ...]]]:
                 key=repr,
             )
     return out
+
+
+@pytest.mark.parametrize("use_rollups", [True, False])
+def test_measures_limit_the_sums_to_the_fields_asked_for(
+    loaded: tuple[Query, list[Event]], use_rollups: bool
+) -> None:
+    """Asked-for fields equal the full answer; the others are zero; calls always come."""
+    query, _ = loaded
+    query = Query(query.store, use_rollups=use_rollups)
+    since = NOW - timedelta(days=3, minutes=17)
+    full = {g.key: g.summary for g in query.breakdown(("user_id", "kind"), since=since)}
+    light = query.breakdown(("user_id", "kind"), since=since, measures=("cost_usd", "errors"))
+    assert {g.key for g in light} == set(full)
+    for g in light:
+        want = full[g.key]
+        assert (g.summary.calls, g.summary.cost_usd, g.summary.errors) == (
+            want.calls, want.cost_usd, want.errors)  # fmt: skip
+        assert g.summary.input_tokens == g.summary.unpriced_calls == 0
+        assert g.summary.duration_ms_total == 0
+    total = query.totals(kind="llm", since=since, measures=["input_tokens"])
+    assert total.input_tokens == query.totals(kind="llm", since=since).input_tokens
+    assert total.cost_usd == 0
+    assert total.calls > 0
+    days = query.timeseries("day", since=since, measures=())
+    assert [g.summary.calls for g in days] == [
+        g.summary.calls for g in query.timeseries("day", since=since)
+    ]
+    with pytest.raises(ConfigError, match="unknown measure"):
+        query.totals(measures=("cost",))

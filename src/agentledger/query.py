@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,11 +25,14 @@ from typing import Any, Final
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Numeric,
     Select,
     and_,
     case,
+    cast,
     func,
     literal,
+    null,
     select,
     type_coerce,
     union_all,
@@ -49,6 +52,13 @@ BREAKDOWN_DIMENSIONS: Final = (
 )  # fmt: skip
 _FILTERS: Final = BREAKDOWN_DIMENSIONS
 _ZERO: Final = Decimal(0)
+#: Summary field -> the rollup measure columns (rollups.MEASURES positions) that make it.
+_FIELDS: Final[dict[str, tuple[int, ...]]] = {
+    "calls": (0,), "errors": (1,), "input_tokens": (2,), "output_tokens": (3,),
+    "cache_read_tokens": (4,), "cache_write_tokens": (5,), "reasoning_tokens": (6,),
+    "cost_usd": (7, 8, 9), "unpriced_calls": (10,), "duration_ms_total": (11,),
+}  # fmt: skip
+_ALL: Final = frozenset(range(rollups.HIST))
 
 
 def days_ago(days: float, *, now: datetime | None = None) -> datetime:
@@ -138,10 +148,13 @@ class Query:
             clauses.append(events.c.tags[key].as_string() == value)
         return clauses
 
-    def _summary_columns(self, distinct_users: bool = False) -> list[Any]:
-        """The Summary's sums over events (and distinct users, when asked: it costs)."""
+    def _summary_columns(
+        self, distinct_users: bool = False, wanted: frozenset[int] = _ALL
+    ) -> list[Any]:
+        """The Summary's sums over events (and distinct users, when asked: it costs); sums
+        not ``wanted`` (rollups.MEASURES positions) are constant zeros."""
         c = events.c
-        columns = [
+        sums = [
             func.count().label("calls"),
             func.coalesce(func.sum(case((c.status == "error", 1), else_=0)), 0),
             func.coalesce(func.sum(c.input_tokens), 0),
@@ -152,6 +165,11 @@ class Query:
             self._money(c.cost_usd),
             func.coalesce(func.sum(case((c.cost_source == "unpriced", 1), else_=0)), 0),
             func.coalesce(func.sum(c.duration_ms), 0.0),
+        ]
+        # Summary order: the money column stands for the three rollup money measures.
+        positions = [0, 1, 2, 3, 4, 5, 6, rollups.COST + 2, 10, 11]
+        columns = [
+            col if i in wanted else _nothing(i) for col, i in zip(sums, positions, strict=True)
         ]
         if distinct_users:
             columns.append(func.count(func.distinct(c.user_id)))
@@ -244,6 +262,7 @@ class Query:
         *,
         series: str | None = None,
         histogram: bool = False,
+        wanted: frozenset[int] = _ALL,
     ) -> dict[tuple[Any, ...], list[Any]]:
         """Measures (rollups.MEASURES order) per ``(bucket?, *dims)``, exact for any range.
 
@@ -256,9 +275,9 @@ class Query:
             return {}
         finest = "h" if series == "hour" else "d"
         parts = [
-            self._events_part(dims, segment, filters, series, histogram)
+            self._events_part(dims, segment, filters, series, histogram, wanted)
             if segment.source == "events"
-            else self._rollup_part(spec, dims, segment, filters, series, histogram)
+            else self._rollup_part(spec, dims, segment, filters, series, histogram, wanted)
             for segment in rollups.plan(lo, hi, finest=finest, minutes=spec in rollups.MINUTELY)
         ]
         # One statement: the database sums the pieces (rollup rows and edge events), so
@@ -305,6 +324,7 @@ class Query:
         filters: dict[str, Any],
         series: str | None,
         histogram: bool,
+        wanted: frozenset[int],
     ) -> Select[Any]:
         c = rollup_tables[spec].c
         keys: list[Any] = [] if series is None else [self._series_expr(c.bucket, series)]
@@ -313,7 +333,11 @@ class Query:
             : rollups.HIST + (len(rollups.HIST_COLUMNS) if histogram else 0)
         ]
         columns = [
-            (self._money(c[m]) if m == "cost_extra" else func.sum(c[m])).label(f"m{i}")
+            (
+                (self._money(c[m]) if m == "cost_extra" else func.sum(c[m]))
+                if i in wanted or i >= rollups.HIST
+                else _nothing(i)
+            ).label(f"m{i}")
             for i, m in enumerate(measures)
         ]
         labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
@@ -327,13 +351,14 @@ class Query:
         filters: dict[str, Any],
         series: str | None,
         histogram: bool,
+        wanted: frozenset[int],
     ) -> Select[Any]:
         since = None if segment.lo is None else from_epoch_us(segment.lo)
         until = None if segment.hi is None else from_epoch_us(segment.hi)
         c = events.c
         keys: list[Any] = [] if series is None else [self._series_expr(c.started_at, series)]
         keys += [c[d] for d in dims]
-        columns = self._summary_columns()
+        columns = self._summary_columns(wanted=wanted)
         # Money as the rollups keep it: no integer part, the exact decimal sum as the extra.
         columns[rollups.COST : rollups.COST] = [literal(0, BigInteger), literal(0, BigInteger)]
         if histogram:
@@ -362,21 +387,26 @@ class Query:
         until: datetime | None = None,
         tags: dict[str, str] | None = None,
         distinct_users: bool = False,
+        measures: Iterable[str] | None = None,
         **filters: Any,
     ) -> Summary:
         """Figures over every event matching the time range and filters.
 
         ``distinct_users=True`` also counts distinct users (read from the events table).
+        ``measures`` (Summary field names, e.g. ``("calls", "cost_usd")``) limits the sums
+        to those (the other fields are 0; ``calls`` is always summed): a report that shows
+        two figures need not pay for ten.
         """
+        wanted = _wanted(measures)
         spec = self._spec((), tags, filters, distinct_users)
         if spec is not None:
-            found = self._from_rollups(spec, (), since, until, filters)
+            found = self._from_rollups(spec, (), since, until, filters, wanted=wanted)
             summary = _summary_of(found.get(()))
             if distinct_users:
                 users = self._distinct_users((), since, until, filters).get((), 0)
                 summary = dataclasses.replace(summary, unique_users=users)
             return summary
-        columns = self._summary_columns(distinct_users)
+        columns = self._summary_columns(distinct_users, wanted)
         query = select(*columns).where(and_(True, *self._where(since, until, tags, filters)))
         return self._summary(self._run(query)[0], distinct_users)
 
@@ -390,19 +420,24 @@ class Query:
         order: str = "cost",
         limit: int | None = None,
         distinct_users: bool = False,
+        measures: Iterable[str] | None = None,
         **filters: Any,
     ) -> list[Group]:
         """Figures per value of ``by`` (one dimension or several), largest first.
 
         ``order`` is ``"cost"``, ``"calls"``, ``"tokens"`` or ``"key"``.
+        ``measures`` (Summary field names, e.g. ``("calls", "cost_usd")``) limits the sums
+        to those (the other fields are 0; ``calls`` is always summed): a report that shows
+        two figures need not pay for ten.
         """
+        wanted = _wanted(measures)
         dims = (by,) if isinstance(by, str) else tuple(by)
         bad = [d for d in dims if d not in BREAKDOWN_DIMENSIONS]
         if bad or not dims:
             raise ConfigError(f"cannot break down by {bad or dims}; use {BREAKDOWN_DIMENSIONS}")
         spec = self._spec(dims, tags, filters, distinct_users)
         if spec is not None:
-            found = self._from_rollups(spec, dims, since, until, filters)
+            found = self._from_rollups(spec, dims, since, until, filters, wanted=wanted)
             users = self._distinct_users(dims, since, until, filters) if distinct_users else {}
             groups = [
                 Group(key, _summary_of(m, users.get(key, 0) if distinct_users else None))
@@ -411,7 +446,7 @@ class Query:
             ]
             return _ordered(groups, order)[:limit]
         keys = [events.c[d] for d in dims]
-        columns = self._summary_columns(distinct_users)
+        columns = self._summary_columns(distinct_users, wanted)
         query = (
             select(*keys, *columns)
             .where(and_(True, *self._where(since, until, tags, filters)))
@@ -431,21 +466,30 @@ class Query:
         until: datetime | None = None,
         tags: dict[str, str] | None = None,
         distinct_users: bool = False,
+        measures: Iterable[str] | None = None,
         **filters: Any,
     ) -> list[Group]:
-        """Figures per UTC ``"day"`` or ``"hour"``, oldest first; key is the bucket start."""
+        """Figures per UTC ``"day"`` or ``"hour"``, oldest first; key is the bucket start.
+
+        ``measures`` (Summary field names, e.g. ``("calls", "cost_usd")``) limits the sums
+        to those (the other fields are 0; ``calls`` is always summed): a report that shows
+        two figures need not pay for ten.
+        """
         if bucket not in ("day", "hour"):
             raise ConfigError(f"bucket must be 'day' or 'hour', got {bucket!r}")
+        wanted = _wanted(measures)
         spec = None if distinct_users else self._spec((), tags, filters, False)
         if spec is not None:
-            found = self._from_rollups(spec, (), since, until, filters, series=bucket)
+            found = self._from_rollups(
+                spec, (), since, until, filters, series=bucket, wanted=wanted
+            )
             return [
                 Group((from_epoch_us(key[0]),), _summary_of(found[key]))
                 for key in sorted(found)
                 if found[key][0]
             ]
         start = self._series_expr(events.c.started_at, bucket).label("bucket")
-        columns = self._summary_columns(distinct_users)
+        columns = self._summary_columns(distinct_users, wanted)
         query = (
             select(start, *columns)
             .where(and_(True, *self._where(since, until, tags, filters)))
@@ -490,6 +534,24 @@ class Query:
         )
         values = [float(r[0]) for r in self._run(query)]
         return {q: _nearest_rank(values, q) for q in quantiles}
+
+
+def _wanted(measures: Iterable[str] | None) -> frozenset[int]:
+    """The rollup measure positions behind ``measures`` (Summary field names; None: all)."""
+    if measures is None:
+        return _ALL
+    names = [measures] if isinstance(measures, str) else list(measures)
+    unknown = sorted(set(names) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown measure(s) {unknown}; use {list(_FIELDS)}")
+    return frozenset(i for name in ("calls", *names) for i in _FIELDS[name])
+
+
+def _nothing(position: int) -> Any:
+    """A measure not asked for: zero (NULL for the decimal money part, typed for unions)."""
+    if position == rollups.COST + 2:
+        return cast(null(), Numeric)
+    return literal(0, BigInteger)
 
 
 def _rollup_where(

@@ -42,14 +42,16 @@ def _money(value: Decimal) -> str:
 
 
 def _commands(q: Query, f: dict[str, Any]) -> Report:
-    groups = q.breakdown("name", kind="command", order="calls", distinct_users=True, **f)
+    groups = q.breakdown("name", kind="command", order="calls", distinct_users=True,
+                         measures=(), **f)  # fmt: skip
     rows = [[g.key[0], g.summary.calls, g.summary.unique_users] for g in groups]
     return Report("Command usage", ["Command", "Total Uses", "Unique Users"], rows)
 
 
 def _llm(q: Query, f: dict[str, Any]) -> Report:
-    total = q.totals(kind="llm", **f)
-    groups = q.breakdown("model", kind="llm", **f)
+    shown = ("cost_usd", "input_tokens", "output_tokens")
+    total = q.totals(kind="llm", measures=(*shown, "unpriced_calls"), **f)
+    groups = q.breakdown("model", kind="llm", measures=shown, **f)
     rows = [[g.key[0], g.summary.calls, g.summary.cost_usd, g.summary.total_tokens] for g in groups]
     return Report(
         "LLM costs by model", ["Model", "Calls", "Cost", "Tokens"], rows,
@@ -59,7 +61,8 @@ def _llm(q: Query, f: dict[str, Any]) -> Report:
 
 
 def _tools(q: Query, f: dict[str, Any]) -> Report:
-    groups = q.breakdown("name", kind="tool", order="calls", **f)
+    groups = q.breakdown("name", kind="tool", order="calls",
+                         measures=("errors", "duration_ms_total"), **f)  # fmt: skip
     rows = [
         [g.key[0], g.summary.calls, g.summary.errors, round(g.summary.avg_duration_ms)]
         for g in groups
@@ -69,7 +72,7 @@ def _tools(q: Query, f: dict[str, Any]) -> Report:
 
 def _users(q: Query, f: dict[str, Any]) -> Report:
     per: dict[Any, dict[str, Summary]] = {}
-    for g in q.breakdown(("user_id", "kind"), **f):
+    for g in q.breakdown(("user_id", "kind"), measures=("cost_usd",), **f):
         per.setdefault(g.key[0], {})[g.key[1]] = g.summary
     rows = [
         [user, kinds.get("command", Summary()).calls, kinds.get("llm", Summary()).calls,
@@ -83,7 +86,7 @@ def _users(q: Query, f: dict[str, Any]) -> Report:
 def _trends(q: Query, f: dict[str, Any]) -> Report:
     days: dict[datetime, list[Any]] = {}
     for kind, slot in (("command", 1), ("llm", 2)):
-        for g in q.timeseries("day", kind=kind, **f):
+        for g in q.timeseries("day", kind=kind, measures=("cost_usd",), **f):
             row = days.setdefault(g.key[0], [g.key[0].date().isoformat(), 0, 0, Decimal(0)])
             row[slot] = g.summary.calls
             if kind == "llm":
@@ -94,7 +97,7 @@ def _trends(q: Query, f: dict[str, Any]) -> Report:
 
 def _errors(q: Query, f: dict[str, Any]) -> Report:
     names = {"tool": "mcp"}
-    groups = q.breakdown(("kind", "name"), status="error", order="calls", **f)
+    groups = q.breakdown(("kind", "name"), status="error", order="calls", measures=(), **f)
     rows = [[names.get(g.key[0], g.key[0]), g.key[1], g.summary.calls] for g in groups]
     return Report("Errors", ["Event Type", "Name", "Error Count"], rows)
 

@@ -161,3 +161,18 @@ def test_choose_takes_the_smallest_rollup_that_holds_every_dimension() -> None:
     assert rollups.choose(("model", "kind")) == "what"
     assert rollups.choose(("user_id", "model")) is None
     assert rollups.choose(("task_id",)) is None
+
+
+def test_rollup_keys_with_tabs_backslashes_and_newlines_round_trip(db_url: str) -> None:
+    """Keys go through PostgreSQL's COPY text format escaped: odd names stay themselves."""
+    names = ["C:\\tools\\run", "tab\there", "two\nlines", "cr\rx", "\\N", "plain"]
+    with Ledger(db_url, handle_signals=False, strict=True) as ledger:
+        for i, name in enumerate(names):
+            ledger.record_tool(name, bot_id=f"bot\t{i % 2}", user_id="u\\1", duration_ms=3.0)
+    store = SQLStore(db_url)
+    q, events_only = Query(store), Query(store, use_rollups=False)
+    for by in ("name", "bot_id", "user_id"):
+        ours = {g.key: g.summary.calls for g in q.breakdown(by, since=from_epoch_us(0))}
+        assert ours == {g.key: g.summary.calls for g in events_only.breakdown(by)}, by
+    assert {g.key[0] for g in q.breakdown("name", since=from_epoch_us(0))} == set(names)
+    store.close()

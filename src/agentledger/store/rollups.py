@@ -448,10 +448,3 @@ def choose(needed: Iterable[str], *, histogram: bool = False) -> str | None:
 def key_value(value: Any) -> Any:
     """A rollup key column's stored value back to what the events table would say."""
     return None if value == NONE else value
-
-
-def pg_rows(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Rollup rows with the bucket as an aware datetime, for PostgreSQL."""
-    from .schema import from_epoch_us
-
-    return [(r[0], from_epoch_us(r[1]), *r[2:]) for r in rows]

@@ -438,9 +438,36 @@ def _upsert_rollups(
         cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS")
         cur.execute(f"TRUNCATE {stage}")
         with cur.copy(f"COPY {stage} FROM STDIN") as copy:
-            for r in rollups.pg_rows(rows):
-                copy.write_row(r)
+            copy.write(_copy_text(rows, len(rollups.SPECS[spec])))
         cur.execute(rollups.merge_sql(spec, stage))
+
+
+def _copy_text(rows: Sequence[tuple[Any, ...]], n_keys: int) -> str:
+    """Rollup rows as PostgreSQL COPY text: formatting whole lines in Python is ~5x faster
+    than psycopg adapting each of a row's 30 values."""
+    from .schema import from_epoch_us
+
+    extra = 2 + n_keys + rollups.COST + 2
+    buckets: dict[int, str] = {}
+    lines = []
+    for r in rows:
+        bucket = buckets.get(r[1])
+        if bucket is None:
+            bucket = buckets[r[1]] = from_epoch_us(r[1]).isoformat()
+        keys = [_copy_escape(k) for k in r[2 : 2 + n_keys]]
+        value = r[extra]
+        lines.append("\t".join([
+            r[0], bucket, *keys, *map(str, r[2 + n_keys : extra]),
+            "\\N" if value is None else str(value), *map(str, r[extra + 1 :]),
+        ]))  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _copy_escape(value: str) -> str:
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return (value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+                .replace("\r", "\\r"))  # fmt: skip
+    return value
 
 
 def rebuild_rollups_on(raw: Any, dialect: str, *, chunk: int = 50_000) -> int:

@@ -5,7 +5,7 @@
     from agentledger.summary import metrics_summary, to_jsonable
 
     doc = metrics_summary("sqlite:///usage.db", days=7, tenant_id="acme")
-    doc["cost"]["total_usd"]            # Decimal('2.50000000'), exact
+    doc["cost"]["total_usd"]            # Decimal("2.5"), exact
     doc["handoff"]["handoff_rate"]      # 0.15
     json.dumps(to_jsonable(doc))        # money as decimal strings
 

@@ -168,6 +168,7 @@ def _rollup_table(name: str, dims: tuple[str, ...]) -> Table:
         Column("unpriced_calls", BigInteger, nullable=False),
         Column("duration_ms", Float, nullable=False),
         *(Column(h, BigInteger, nullable=False) for h in HIST_COLUMNS if name not in NO_HISTOGRAM),
+        sqlite_with_rowid=False,  # clustered by its key: one B-tree, range scans contiguous
     )
 
 

@@ -58,6 +58,7 @@ def _create(
             sa.Column(f"h{i:02d}", sa.BigInteger, nullable=False)
             for i in range(15 if histogram else 0)
         ),
+        sqlite_with_rowid=False,  # clustered by the key: one B-tree, contiguous range scans
     )
 
 

@@ -226,7 +226,7 @@ class Query:
         if lo is not None and hi is not None and lo >= hi:
             return {}
         bits: dict[tuple[Any, ...], int] = {}
-        for segment in rollups.plan(lo, hi):
+        for segment in rollups.plan(lo, hi, minutes=True):  # bitmaps down to minutes
             if segment.source == "events":
                 e, u = events.c, user_numbers.c
                 clauses = self._where(

@@ -190,8 +190,8 @@ user_numbers = Table(
     Column("user_id", _LABEL, nullable=False, unique=True),
 )
 
-#: Which users were active per hour/day and (kind, name): exact distinct-user counts over
-#: any range are unions of these bitmaps (bit n = user number n, little-endian bytes).
+#: Which users were active per minute/hour/day and (kind, name): exact distinct-user counts
+#: over any range are unions of these bitmaps (bit n = user number n, little-endian bytes).
 rollup_members = Table(
     "rollup_members",
     metadata,
@@ -200,4 +200,5 @@ rollup_members = Table(
     Column("kind", String(16), primary_key=True),
     Column("name", String(512), primary_key=True),
     Column("members", LargeBinary, nullable=False),
+    sqlite_with_rowid=False,
 )

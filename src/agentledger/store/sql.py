@@ -532,28 +532,32 @@ class _Numbers:
 def _add_members(
     cur: Any, params: Sequence[tuple[Any, ...]], dialect: str, numbers: _Numbers
 ) -> None:
-    """OR the users of ``params`` into the hour and day bitmaps of their (kind, name)."""
-    hours: dict[tuple[Any, ...], set[str]] = {}
+    """OR the users of ``params`` into the minute, hour and day bitmaps of their (kind,
+    name): a distinct-user count over any range reads bitmaps down to its partial minutes."""
+    minutes: dict[tuple[Any, ...], set[str]] = {}
     for p in params:
         user = p[11]
         if user is None:
             continue
         started = p[4]
-        key = ("h", started - started % rollups.HOUR_US, p[6], p[7])
-        members = hours.get(key)
+        key = ("m", started - started % rollups.MINUTE_US, p[6], p[7])
+        members = minutes.get(key)
         if members is None:
-            hours[key] = {user}
+            minutes[key] = {user}
         else:
             members.add(user)
-    if not hours:
+    if not minutes:
         return
-    number = numbers.get(cur, set().union(*hours.values()))
+    number = numbers.get(cur, set().union(*minutes.values()))
     shift = (1).__lshift__
     # Distinct powers of two: their sum is their OR, computed in C.
-    groups = {key: sum(map(shift, [number[u] for u in users])) for key, users in hours.items()}
-    for (_, hour, kind, name), bits in list(groups.items()):  # days: unions of their hours
-        day = ("d", hour - hour % rollups.DAY_US, kind, name)
-        groups[day] = groups.get(day, 0) | bits
+    groups = {key: sum(map(shift, [number[u] for u in users])) for key, users in minutes.items()}
+    for grain, width in (("h", rollups.HOUR_US), ("d", rollups.DAY_US)):
+        finer = "m" if grain == "h" else "h"
+        for (g, bucket, kind, name), bits in list(groups.items()):  # unions of finer ones
+            if g == finer:
+                wide = (grain, bucket - bucket % width, kind, name)
+                groups[wide] = groups.get(wide, 0) | bits
     from .schema import from_epoch_us, to_epoch_us
 
     keys = sorted(groups)  # one order for every writer: no deadlocks between them

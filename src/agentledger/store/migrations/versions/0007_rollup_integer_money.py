@@ -1,4 +1,4 @@
-"""rollup money as integers (cost_nano + cost_frac + cost_extra); no histogram per user
+"""rollup money as integers; no histogram per user; member bitmaps per minute; clustered
 
 Revision ID: 0007_rollup_integer_money
 Revises: 0006_rollup_minutes
@@ -8,10 +8,11 @@ A rollup's cost was one decimal column (text on SQLite, summed by a Python aggre
 row). It becomes ``cost_nano`` (1e-9 USD) + ``cost_frac`` (1e-21 USD, below one nano) as
 integers, which both databases sum exactly in C, plus ``cost_extra`` for the rare cost with
 more than 21 decimal places. ``rollup_users`` loses its latency histogram (the widest rollup
-per event; percentiles per user read the events). The rollup tables are recreated and
-refilled from the events, in the migration's transaction. A downgrade recreates the old
-tables empty: run
-``agentledger db rebuild-rollups`` with the older version to refill them.
+per event; percentiles per user read the events). Distinct-user bitmaps gain minute rows. On
+SQLite the rollup tables are clustered by their key (WITHOUT ROWID). The tables are
+recreated and refilled from the events, in the migration's transaction. A downgrade
+recreates the old tables empty: run ``agentledger db rebuild-rollups`` with the older
+version to refill them.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def upgrade() -> None:
             sa.Column("cost_frac", sa.BigInteger, nullable=False),
             sa.Column("cost_extra", Money()),
         ], histogram=name != "users")  # fmt: skip
-    op.execute("DELETE FROM rollup_members")
+    _create_members(with_rowid=False)
     bind = op.get_bind()
     if bind.execute(sa.text("SELECT 1 FROM events LIMIT 1")).first() is not None:
         from agentledger.store.sql import rebuild_rollups_on
@@ -82,3 +83,18 @@ def downgrade() -> None:
     for name, dims in _SPECS.items():
         op.drop_table(f"rollup_{name}")
         _create(name, dims, [sa.Column("cost_usd", Money(), nullable=False)])
+    _create_members(with_rowid=True)
+
+
+def _create_members(*, with_rowid: bool) -> None:
+    """Recreate rollup_members empty (the refill writes minute rows too)."""
+    op.drop_table("rollup_members")
+    op.create_table(
+        "rollup_members",
+        sa.Column("grain", sa.String(1), primary_key=True),
+        sa.Column("bucket", UTCDateTime(), primary_key=True),
+        sa.Column("kind", sa.String(16), primary_key=True),
+        sa.Column("name", sa.String(512), primary_key=True),
+        sa.Column("members", sa.LargeBinary, nullable=False),
+        sqlite_with_rowid=with_rowid,
+    )

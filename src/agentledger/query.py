@@ -417,7 +417,7 @@ class Query:
         since: datetime | None = None,
         until: datetime | None = None,
         tags: dict[str, str] | None = None,
-        order: str = "cost",
+        order: str | None = "cost",
         limit: int | None = None,
         distinct_users: bool = False,
         measures: Iterable[str] | None = None,
@@ -425,7 +425,7 @@ class Query:
     ) -> list[Group]:
         """Figures per value of ``by`` (one dimension or several), largest first.
 
-        ``order`` is ``"cost"``, ``"calls"``, ``"tokens"`` or ``"key"``.
+        ``order`` is ``"cost"``, ``"calls"``, ``"tokens"``, ``"key"`` or None (as found).
         ``measures`` (Summary field names, e.g. ``("calls", "cost_usd")``) limits the sums
         to those (the other fields are 0; ``calls`` is always summed): a report that shows
         two figures need not pay for ten.
@@ -609,7 +609,9 @@ def _nearest_rank(sorted_values: list[float], q: float) -> float:
     return sorted_values[rank - 1]
 
 
-def _ordered(groups: list[Group], order: str) -> list[Group]:
+def _ordered(groups: list[Group], order: str | None) -> list[Group]:
+    if order is None:  # the caller sorts (or does not care)
+        return groups
     keys = {
         "cost": lambda g: (-g.summary.cost_usd, -g.summary.calls, _sortable(g.key)),
         "calls": lambda g: (-g.summary.calls, _sortable(g.key)),

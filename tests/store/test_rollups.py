@@ -176,3 +176,13 @@ def test_rollup_keys_with_tabs_backslashes_and_newlines_round_trip(db_url: str) 
         assert ours == {g.key: g.summary.calls for g in events_only.breakdown(by)}, by
     assert {g.key[0] for g in q.breakdown("name", since=from_epoch_us(0))} == set(names)
     store.close()
+
+
+def test_money_of_integer_parts_is_the_tidy_decimal() -> None:
+    """The fast path (no cost_extra) equals the exact Decimal, trailing zeros stripped."""
+    for nano, frac in [(0, 0), (15_000_000, 0), (1, 1), (-3, 5), (10**12, 0), (7, 10**11),
+                       (123_456_789_000, 999_999_999_999), (-2_000_000_000, 0)]:  # fmt: skip
+        exact = Decimal(nano).scaleb(-9, rollups.EXACT) + Decimal(frac).scaleb(-21, rollups.EXACT)
+        got = rollups.money(nano, frac, None)
+        assert got == exact
+        assert str(got) == str(rollups.tidy(exact))

@@ -72,7 +72,7 @@ def _tools(q: Query, f: dict[str, Any]) -> Report:
 
 def _users(q: Query, f: dict[str, Any]) -> Report:
     per: dict[Any, dict[str, Summary]] = {}
-    for g in q.breakdown(("user_id", "kind"), measures=("cost_usd",), **f):
+    for g in q.breakdown(("user_id", "kind"), order=None, measures=("cost_usd",), **f):
         per.setdefault(g.key[0], {})[g.key[1]] = g.summary
     rows = [
         [user, kinds.get("command", Summary()).calls, kinds.get("llm", Summary()).calls,

@@ -133,10 +133,18 @@ def split_cost(cost: Any) -> tuple[int, int, Any]:
 
 def money(nano: Any, frac: Any, extra: Any) -> Decimal:
     """The exact Decimal of summed ``cost_nano``, ``cost_frac`` and ``cost_extra`` values."""
-    value = Decimal(int(nano or 0) * FRAC + int(frac or 0)).scaleb(-_FRAC_DIGITS, EXACT)
-    if extra is not None:
-        value = EXACT.add(value, Decimal(str(extra)))
-    return tidy(value)
+    scaled = int(nano or 0) * FRAC + int(frac or 0)
+    if extra is None:  # the common case, built from the digits (a report makes thousands)
+        if not scaled:
+            return _ZERO
+        digits = str(abs(scaled))
+        kept = digits.rstrip("0")
+        exponent = len(digits) - len(kept) - _FRAC_DIGITS
+        if exponent >= 0:
+            return Decimal(scaled // 10**_FRAC_DIGITS)
+        return Decimal(f"{'-' if scaled < 0 else ''}{kept}E{exponent}")
+    value = Decimal(scaled).scaleb(-_FRAC_DIGITS, EXACT)
+    return tidy(EXACT.add(value, Decimal(str(extra))))
 
 
 def tidy(value: Decimal) -> Decimal:

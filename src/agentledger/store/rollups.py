@@ -3,9 +3,9 @@
 A report over a year of history reads a few thousand rollup rows instead of millions of
 events. Each rollup groups the events by a time bucket and a few dimensions and keeps what
 the query module needs to answer exactly: counts, error counts, the five token sums, the
-exact Decimal cost, unpriced calls, the duration sum and a latency histogram over the
-OpenTelemetry GenAI duration boundaries (so percentiles are accurate to a bucket and sums of
-buckets merge across processes and time).
+exact cost (as integers, see :data:`MEASURES`), unpriced calls, the duration sum and a latency
+histogram over the OpenTelemetry GenAI duration boundaries (so percentiles are accurate to a
+bucket and sums of buckets merge across processes and time; ``users`` keeps none).
 
 Which rollups exist is a trade: a dimension with many values (``user_id``) makes a rollup as
 large as the events if it is combined with others, so each rollup is small on purpose:
@@ -27,6 +27,9 @@ events of its partial minutes (see :func:`plan`), so results are exact for any r
 events read stay a couple of minutes' worth however much history there is (other rollups'
 edges: the partial hours). Queries that no rollup can answer (a ``task_id`` breakdown, tags,
 two attribution dimensions at once) read the events table.
+
+Distinct users (``rollup_members``, kept by the store) are bitmaps of user numbers per
+minute, hour and day and (kind, name), so they too read at most two partial minutes of events.
 
 Idempotence: only events that were actually inserted are folded in (a replayed batch whose
 ids are already stored changes nothing), in the same transaction as the insert.

@@ -224,7 +224,8 @@ class MetricsTracker:
     def get_user_activity(self, days: float = 7) -> list[dict[str, Any]]:
         """User, commands and LLM calls."""
         per: dict[str, dict[str, Summary]] = {}
-        for g in self._query().breakdown(("user_id", "kind"), since=_since(days)):
+        for g in self._query().breakdown(("user_id", "kind"), since=_since(days), order=None,
+                                         measures=()):  # fmt: skip
             per.setdefault(g.key[0], {})[g.key[1]] = g.summary
         none = Summary()
         rows = [{"user": user, "commands": k.get("command", none).calls,

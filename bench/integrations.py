@@ -12,7 +12,14 @@ Two transports: the local fake provider server of the integration tests (a real 
 trip on 127.0.0.1, ~1 ms and noisy) and an in-process ``httpx.MockTransport`` answering the
 same bytes (isolates the instrumentation's own cost). Non-streaming and streaming calls; the
 streaming runs add a fourth configuration, the plain SDK asking for the usage chunk that
-agentledger requests, to show how much of our added time that one extra chunk is.
+agentledger requests (the same way: ``extra_body``), to show what that one extra chunk costs
+when the SDK builds its model (agentledger reads it from the raw event instead).
+
+Then, in process only, a paired measurement (information rows, ``... paired [...]``): the
+same client unwrapped and ``wrap()``-ped by agentledger (a ledger of its own), calls
+alternating one by one in a random order; the added time is the median of the per-call
+differences. On a machine whose speed drifts from block to block it resolves a few µs where
+the block design above moves by tens.
 """
 
 from __future__ import annotations
@@ -371,9 +378,10 @@ def _scenario_calls(client: Any, stream: bool) -> dict[str, Callable[[], object]
         call = _chat(client)
         return dict.fromkeys(CONFIGS, call)
     call = _chat_stream(client)
-    # agentledger adds stream_options={"include_usage": True} for exact usage: the plain SDK
-    # asking for the same shows how much of our added time is the one extra chunk.
-    usage = _chat_stream(client, stream_options={"include_usage": True})
+    # agentledger asks for stream_options={"include_usage": True} (through extra_body, the
+    # same JSON body) for exact usage: the plain SDK asking the same way shows what the one
+    # extra chunk costs the SDK (agentledger reads that chunk raw, without its model).
+    usage = _chat_stream(client, extra_body={"stream_options": {"include_usage": True}})
     return {**dict.fromkeys(CONFIGS, call), "plain+usage": usage}
 
 
@@ -391,6 +399,80 @@ def _setup() -> Iterator[tuple[Any, _Configs, dict[str, tuple[dict[str, str], by
                 configs.switch("plain")
         fake.stop()
         tmp.cleanup()
+
+
+# --- paired: plain and agentledger alternating call by call ---------------------------------
+PAIRED_AL = "agentledger (wrap)"
+
+
+def _paired(
+    calls: dict[str, Callable[[], object]], n: int, warmup: int, rng: random.Random
+) -> dict[str, _Samples]:
+    """``n`` calls of each configuration, alternating call by call in a random order.
+
+    The block design above lets the machine's drift between blocks into the difference; here
+    every agentledger call has a plain call next to it, and the added time is the median of
+    the per-call differences (``_paired_added``).
+    """
+    names = list(calls)
+    for name in names:
+        for _ in range(warmup):
+            calls[name]()
+    out = {name: _Samples(wall=[[]], cpu=[[]]) for name in names}
+    pc, tt = perf_counter_ns, thread_time_ns
+    gc.collect()
+    for _ in range(n):
+        rng.shuffle(names)
+        for name in names:
+            w0, c0 = pc(), tt()
+            calls[name]()
+            c1, w1 = tt(), pc()
+            out[name].wall[0].append((w1 - w0) / 1000.0)
+            out[name].cpu[0].append((c1 - c0) / 1000.0)
+    return out
+
+
+def _paired_added(
+    config: list[float], plain: list[float], rng: random.Random
+) -> tuple[float, float, float]:
+    """Median of the per-call differences and its 95 % bootstrap interval."""
+    diffs = [c - p for c, p in zip(config, plain, strict=True)]
+    boot = sorted(statistics.median(rng.choices(diffs, k=len(diffs))) for _ in range(BOOTSTRAP))
+    return statistics.median(diffs), boot[int(0.025 * BOOTSTRAP)], boot[int(0.975 * BOOTSTRAP) - 1]
+
+
+def _paired_results(
+    scenario: str, title: str, samples: dict[str, _Samples], n: int
+) -> list[Result]:
+    rng = random.Random(4)
+    out = []
+    for clock in ("wall", "cpu"):
+        plain = getattr(samples["plain"], clock)[0]
+        print(f"   {title}, calls alternating one by one [{clock} µs/call]")
+        print(f"   {'configuration':<44} {'median':>9} {'added':>8}   95% CI of added")
+        print(f"   {'plain':<44} {statistics.median(plain):>9,.1f} {'-':>8}")
+        added = {}
+        for name, sample in samples.items():
+            if name == "plain":
+                continue
+            values = getattr(sample, clock)[0]
+            added[name] = _paired_added(values, plain, rng)
+            med, lo, hi = added[name]
+            label = LABELS.get(name, name)
+            print(f"   {label:<44} {statistics.median(values):>9,.1f} {med:>8.1f}   "
+                  f"{lo:>6.1f} .. {hi:.1f}", flush=True)  # fmt: skip
+        med, lo, hi = added[PAIRED_AL]
+        extra = ""
+        if "plain+usage" in added:
+            extra = f"; the plain SDK asking for the usage chunk adds {added['plain+usage'][0]:.1f}"
+        out.append(Result(
+            f"integrations {scenario} paired [{clock}]", f"added {clock} time per call",
+            "µs/call", med, None, "-", None, "", "(info)", None,
+            notes=f"{title}; agentledger.integrations.openai.wrap(client, ledger) against the "
+            f"same client unwrapped, {n} calls each alternating one by one (random order); "
+            f"median of the per-call differences, 95% CI {lo:.1f}..{hi:.1f}{extra}",
+        ))  # fmt: skip
+    return out
 
 
 def bench_integrations(quick: bool) -> list[Result]:
@@ -419,10 +501,61 @@ def bench_integrations(quick: bool) -> list[Result]:
             samples = _measure(configs, calls, rounds, n, warmup)
             results.extend(_results(scenario, title, samples, rounds, n, note))
         rows = configs.close()
+        paired_rows, paired_calls = _measure_paired(configs.path, answers, quick, results)
         http_client.close()
         mock_client.close()
     print(f"   checked: {rows:,} agentledger events in the SQLite file = calls made with it on; "
           f"spans only in OpenLLMetry's blocks; its uninstrument() left {configs.left_wrapped} "
-          f"wrappers in {configs.uninstalls} calls (the benchmark removes them)",
-          flush=True)  # fmt: skip
+          f"wrappers in {configs.uninstalls} calls (the benchmark removes them); paired runs: "
+          f"{paired_rows:,} events for {paired_calls:,} wrapped calls", flush=True)  # fmt: skip
     return results
+
+
+def _measure_paired(
+    path: str, answers: dict[str, tuple[dict[str, str], bytes]], quick: bool,
+    results: list[Result],
+) -> tuple[int, int]:  # fmt: skip
+    """The in-process scenarios again, call by call (nothing is instrumented class-wide now:
+    the agentledger client is wrapped on its own, with a SQLite ledger of its own)."""
+    import httpx
+    import openai
+
+    from agentledger import Ledger
+    from agentledger.integrations import openai as al_openai
+
+    n, warmup = (400, 30) if quick else (1500, 100)
+    db = path.replace("bench.db", "paired.db")
+    ledger = Ledger(f"sqlite:///{db}", handle_signals=False)
+    ledger.prices.warm()
+
+    def client() -> Any:
+        return openai.OpenAI(
+            base_url="http://fake.invalid/v1", api_key="x", max_retries=0,
+            http_client=httpx.Client(transport=_mock_transport(answers)),
+        )  # fmt: skip
+
+    plain, wrapped = client(), al_openai.wrap(client(), ledger)
+    rng = random.Random(4)
+    made = 0
+    for scenario, title, stream in (
+        ("mock chat", "httpx.MockTransport, non-streaming", False),
+        ("mock stream", "httpx.MockTransport, streaming", True),
+    ):
+        if stream:
+            calls = {"plain": _chat_stream(plain), PAIRED_AL: _chat_stream(wrapped),
+                     "plain+usage": _chat_stream(plain, extra_body={
+                         "stream_options": {"include_usage": True}})}  # fmt: skip
+        else:
+            calls = {"plain": _chat(plain), PAIRED_AL: _chat(wrapped)}
+        samples = _paired(calls, n, warmup, rng)
+        made += n + warmup
+        results.extend(_paired_results(scenario, title, samples, n))
+    assert ledger.flush(timeout=60), "the paired ledger could not write its events"
+    assert ledger.stats().rejected == 0
+    ledger.close()
+    plain.close()
+    wrapped.close()
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows: int = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    assert rows == made, f"{rows} rows written, {made} wrapped calls"
+    return rows, made

@@ -147,6 +147,28 @@ def _load_json(value: Any) -> dict[str, Any]:
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+class DeferredMetadata(dict[str, Any]):
+    """Metadata that agentledger builds itself (the integrations): str keys, JSON-safe values
+    (str of at most ~10,000 characters, int, finite float, bool, None) and few of them.
+
+    It cannot fail to serialise, so the ledger keeps the dict in the row and the writer
+    thread turns it into JSON (``encode_deferred``), off the caller's path. Anything else a
+    caller passes as metadata is validated and serialised on the spot.
+    """
+
+    __slots__ = ()
+
+
+def encode_deferred(value: DeferredMetadata) -> str | None:
+    """The JSON of :class:`DeferredMetadata` (None if empty, or, never expected, invalid)."""
+    if not value:
+        return None
+    try:
+        return dump_json(dict(value), "metadata")
+    except InvalidEvent:
+        return None
+
+
 def dump_json(value: Any, field_name: str) -> str:
     """Serialise tags or metadata compactly, rejecting what JSON cannot hold."""
     try:

@@ -32,6 +32,7 @@ from .events import (
     MAX_DURATION_MS,
     MAX_NAME_LEN,
     MAX_TOKENS,
+    DeferredMetadata,
     Event,
     Row,
     check_cost,
@@ -43,6 +44,7 @@ from .events import (
     check_usage_subsets,
     clip_error_message,
     dump_json,
+    encode_deferred,
     validate_event,
 )
 from .pricing import PriceBook
@@ -410,11 +412,13 @@ class Ledger:
             tags_json = dump_json(merged, "tags") if merged else None
         else:
             tags_json = attribution.tags_json
-        meta_json = None
+        meta_json: str | DeferredMetadata | None = None
         if metadata is not None:
-            if not isinstance(metadata, Mapping):
+            if type(metadata) is DeferredMetadata:
+                meta_json = metadata  # JSON-safe by construction: serialised by the writer
+            elif type(metadata) is not dict and not isinstance(metadata, Mapping):
                 raise InvalidEvent("metadata", f"must be a dict, got {type(metadata).__name__}")
-            if metadata:
+            elif metadata:
                 meta_json = dump_json(dict(metadata), "metadata")
 
         if cost_usd is not None:
@@ -721,10 +725,13 @@ class Ledger:
                     self._cond.notify_all()
 
     def _priced(self, rows: list[Row]) -> list[Row]:
-        """Fill in the cost of rows recorded with a model and no cost (see ``_row``)."""
+        """Fill in the cost of rows recorded with a model and no cost (see ``_row``), and
+        serialise the metadata the integrations hand over as a dict (``DeferredMetadata``)."""
         quote = self.prices.quote
         out = []
         for row in rows:
+            if type(row[27]) is DeferredMetadata:
+                row = (*row[:27], encode_deferred(row[27]))
             if row[22] is None:
                 started = row[4]
                 cost = quote(

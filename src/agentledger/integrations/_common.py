@@ -24,8 +24,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ..events import DeferredMetadata
 from ..ledger import Ledger
-from ..spans import _TOOL_REQUEST, Span, ToolRequest, current_span, tool_parent
+from ..spans import _TOOL_REQUEST, Span, ToolRequest, _current_span, tool_parent
 
 __all__ = [
     "Adapter",
@@ -176,6 +177,9 @@ class StreamWatcher:
         """Return (pass the item to the caller, the item carries generated content)."""
         return True, False
 
+    def attach(self, stream: Any) -> None:
+        """Called with the SDK stream before anything reads it (a hook; optional)."""
+
 
 class Adapter:
     """One SDK endpoint: what to record and how to read it."""
@@ -186,7 +190,8 @@ class Adapter:
     requests_tools: bool = False
 
     def prepare(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], StreamWatcher | None]:
-        """Adjust the request (copy of kwargs); return a watcher if the call streams."""
+        """The request's kwargs (a new dict if changed: ``kwargs`` itself is left as it is)
+        and a watcher if the call streams."""
         return kwargs, None
 
     def extract(self, result: Any) -> tuple[str | None, Usage | None]:
@@ -197,11 +202,22 @@ class Adapter:
         """The tools a non-streaming response asks the caller to run."""
         return frozenset()
 
+    def read(self, result: Any) -> tuple[str | None, Usage | None, frozenset[str]]:
+        """Model, usage and the tools asked for, of a non-streaming response (one pass)."""
+        model, usage = self.extract(result)
+        try:
+            tools = self.tool_names(result) if self.requests_tools else _NO_TOOLS
+        except Exception:
+            log.warning("agentledger: could not read the tool calls of a %s response",
+                        self.endpoint, exc_info=True)  # fmt: skip
+            tools = _NO_TOOLS
+        return model, usage, tools
+
     def wrap_result(
         self, result: Any, call: Call, watcher: StreamWatcher | None, parsed: Any
     ) -> Any:
         """Record a finished call or wrap its stream; ``parsed``: the response body."""
-        if _unread_streamed_response(result):
+        if type(result).__name__ in _API_RESPONSES and _unread_streamed_response(result):
             return _record_on_parse(self, result, call, watcher)
         if watcher is not None:
             proxy = _watched(result, call, watcher)
@@ -209,13 +225,7 @@ class Adapter:
                 return proxy
             call.finish(usage=None, estimated=True, extra={"usage_unavailable": True})
             return result
-        model, usage = self.extract(parsed)
-        try:
-            tools = self.tool_names(parsed) if self.requests_tools else frozenset()
-        except Exception:
-            log.warning("agentledger: could not read the tool calls of a %s response",
-                        self.endpoint, exc_info=True)  # fmt: skip
-            tools = frozenset()
+        model, usage, tools = self.read(parsed)
         if usage is None:
             call.finish(model=model, usage=None, estimated=True, extra={"usage_unavailable": True},
                         tool_names=tools)  # fmt: skip
@@ -224,19 +234,29 @@ class Adapter:
         return result
 
 
+_NO_TOOLS: Final[frozenset[str]] = frozenset()
+# The SDKs' raw-response wrappers (``with_raw_response`` / ``with_streaming_response``).
+_API_RESPONSES: Final = ("APIResponse", "AsyncAPIResponse")
+_RAW_RESPONSES: Final = ("LegacyAPIResponse", "APIResponse", "AsyncAPIResponse")
+
+
 def _watched(result: Any, call: Call, watcher: StreamWatcher) -> _StreamProxyBase | None:
     """``result`` wrapped so its items are watched, if it is an SDK stream; else None."""
-    if _is_stream(result, is_async=False):
-        return SyncStreamProxy(result, call, watcher)
-    if _is_stream(result, is_async=True):
-        return AsyncStreamProxy(result, call, watcher)
-    return None
-
-
-def _is_stream(result: Any, *, is_async: bool) -> bool:
-    if is_async:
-        return hasattr(result, "__aiter__") and hasattr(result, "response")
-    return hasattr(result, "__iter__") and hasattr(result, "response")
+    if hasattr(result, "response"):
+        if hasattr(result, "__iter__"):
+            proxy: _StreamProxyBase = SyncStreamProxy(result, call, watcher)
+        elif hasattr(result, "__aiter__"):
+            proxy = AsyncStreamProxy(result, call, watcher)
+        else:
+            return None
+    else:
+        return None
+    try:
+        watcher.attach(result)
+    except Exception:
+        log.warning("agentledger: could not attach to a %s stream", call.adapter.endpoint,
+                    exc_info=True)  # fmt: skip
+    return proxy
 
 
 RAW_RESPONSE_HEADER: Final = "X-Stainless-Raw-Response"
@@ -253,7 +273,7 @@ def raw_response_mode(kwargs: dict[str, Any]) -> str | None:
 
 def _unread_streamed_response(result: Any) -> bool:
     """A ``with_streaming_response`` result: the body is still the caller's to read."""
-    if type(result).__name__ not in ("APIResponse", "AsyncAPIResponse"):
+    if type(result).__name__ not in _API_RESPONSES:
         return False
     headers = attr(result, "http_response", "request", "headers")
     return headers is not None and headers.get(RAW_RESPONSE_HEADER) == "stream"
@@ -319,7 +339,7 @@ def _record_on_parse(
 
 def _raw_body_read(result: Any) -> bool:
     """A ``with_raw_response`` result whose body was read (not ``with_streaming_response``)."""
-    if type(result).__name__ not in ("LegacyAPIResponse", "APIResponse", "AsyncAPIResponse"):
+    if type(result).__name__ not in _RAW_RESPONSES:
         return False
     http = attr(result, "http_response")
     headers = attr(http, "request", "headers")
@@ -365,7 +385,7 @@ class Call:
         # Attribution and the parent span are taken where the call was made, even when a
         # stream is finished later in another thread or task.
         self._ctx = contextvars.copy_context()
-        self._outer: Span | None = current_span()
+        self._outer: Span | None = _current_span.get()
         self.started_at = time.time()
         self._t0 = time.perf_counter()
         self.first_token_at: float | None = None
@@ -397,22 +417,24 @@ class Call:
         if self.done:
             return
         self.done = True
+        adapter = self.adapter
         event_id: str | None = None
         try:
             event_id = self._record(model, usage, estimated, error, extra)
         except Exception:
-            log.warning("agentledger: could not record a %s call", self.adapter.endpoint,
+            log.warning("agentledger: could not record a %s call", adapter.endpoint,
                         exc_info=True)  # fmt: skip
-        if note_tools and self.adapter.requests_tools:
+        if note_tools and adapter.requests_tools:
             try:
-                _TOOL_REQUEST.set(self._tool_request(event_id, tool_names))
+                if event_id is not None and tool_names:
+                    _TOOL_REQUEST.set(self._tool_request(event_id, tool_names))
+                elif _TOOL_REQUEST.get() is not None:  # (setting None over None: no change)
+                    _TOOL_REQUEST.set(None)
             except Exception:
                 log.warning("agentledger: could not note the tool calls of a %s call",
-                            self.adapter.endpoint, exc_info=True)  # fmt: skip
+                            adapter.endpoint, exc_info=True)  # fmt: skip
 
-    def _tool_request(self, event_id: str | None, names: frozenset[str]) -> ToolRequest | None:
-        if event_id is None or not names:
-            return None
+    def _tool_request(self, event_id: str, names: frozenset[str]) -> ToolRequest:
         # The ledger gives an event the ids of its UUIDv7 (see agentledger._ids.new_ids): the
         # span id is its low 64 bits; the trace is the enclosing span's, else the whole UUID.
         hex_ = uuid.UUID(event_id).hex
@@ -438,10 +460,17 @@ class Call:
             from .._default import get_ledger
 
             ledger = get_ledger()
-        used_model = model or self.request_model or "unknown"
-        metadata: dict[str, Any] = {"endpoint": self.adapter.endpoint}
-        if self.request_model is not None:
-            metadata["request_model"] = self.request_model
+        adapter = self.adapter
+        request_model = self.request_model
+        # Built here from JSON-safe values, so the ledger's writer serialises it (off this
+        # thread); a request model too long to be sure of the size limit goes the usual way.
+        if request_model is None:
+            metadata: dict[str, Any] = DeferredMetadata()
+            metadata["endpoint"] = adapter.endpoint
+        else:
+            metadata = DeferredMetadata() if len(request_model) <= 10_000 else {}
+            metadata["endpoint"] = adapter.endpoint
+            metadata["request_model"] = request_model
         if self.streaming:
             metadata["stream"] = True
             if self.first_token_at is not None:
@@ -450,54 +479,30 @@ class Call:
             metadata["usage_estimated"] = True
         if extra:
             metadata.update(extra)
-        u = usage or Usage()
-        kwargs: dict[str, Any] = {}
-        if error is not None:
-            kwargs["status"] = "error"
-            kwargs["error_type"] = type(error).__name__
-            kwargs["error_message"] = str(error) or type(error).__name__
-            status_code = getattr(error, "status_code", None)
-            if type(status_code) is int:
-                metadata["http_status"] = status_code
+        u = _NO_USAGE if usage is None else usage
+        if error is None:
+            return self._ctx.run(
+                ledger.record_llm, model or request_model or "unknown", u.input_tokens,
+                u.output_tokens, provider=adapter.provider,
+                cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
+                cache_write_1h_tokens=u.cache_write_1h_tokens,
+                reasoning_tokens=u.reasoning_tokens, duration_ms=duration_ms,
+                metadata=metadata, started_at=self.started_at,
+            )  # fmt: skip
+        status_code = getattr(error, "status_code", None)
+        if type(status_code) is int:
+            metadata["http_status"] = status_code
         return self._ctx.run(
-            ledger.record_llm,
-            used_model,
-            u.input_tokens,
-            u.output_tokens,
-            provider=self.adapter.provider,
-            cache_read_tokens=u.cache_read_tokens,
-            cache_write_tokens=u.cache_write_tokens,
-            cache_write_1h_tokens=u.cache_write_1h_tokens,
-            reasoning_tokens=u.reasoning_tokens,
-            duration_ms=duration_ms,
-            metadata=metadata,
-            started_at=self.started_at,
-            **kwargs,
-        )
+            ledger.record_llm, model or request_model or "unknown", u.input_tokens,
+            u.output_tokens, provider=adapter.provider, cache_read_tokens=u.cache_read_tokens,
+            cache_write_tokens=u.cache_write_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens,
+            reasoning_tokens=u.reasoning_tokens, duration_ms=duration_ms, metadata=metadata,
+            started_at=self.started_at, status="error", error_type=type(error).__name__,
+            error_message=str(error) or type(error).__name__,
+        )  # fmt: skip
 
 
-def _start(
-    adapter: Adapter, kwargs: dict[str, Any], ledger_ref: LedgerRef
-) -> tuple[Call, dict[str, Any], StreamWatcher | None] | None:
-    try:
-        call = Call(adapter, kwargs, ledger_ref)
-        new_kwargs, watcher = adapter.prepare(dict(kwargs))
-        call.streaming = watcher is not None
-        return call, new_kwargs, watcher
-    except Exception:
-        log.warning("agentledger: could not instrument a %s call", adapter.endpoint,
-                    exc_info=True)  # fmt: skip
-        return None
-
-
-def _finish(
-    call: Call, adapter: Adapter, result: Any, watcher: StreamWatcher | None, parsed: Any
-) -> Any:
-    try:
-        return adapter.wrap_result(result, call, watcher, parsed)
-    except Exception:
-        log.warning("agentledger: could not record a %s call", adapter.endpoint, exc_info=True)
-        return result
+_NO_USAGE: Final = Usage()  # read only
 
 
 def sync_wrapper(
@@ -509,10 +514,14 @@ def sync_wrapper(
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         if _ACTIVE.get():
             return original(self, *args, **kwargs)
-        started = _start(adapter, kwargs, ledger_ref)
-        if started is None:
+        try:
+            call = Call(adapter, kwargs, ledger_ref)
+            new_kwargs, watcher = adapter.prepare(kwargs)
+            call.streaming = watcher is not None
+        except Exception:
+            log.warning("agentledger: could not instrument a %s call", adapter.endpoint,
+                        exc_info=True)  # fmt: skip
             return original(self, *args, **kwargs)
-        call, new_kwargs, watcher = started
         token = _ACTIVE.set(True)
         try:
             result = original(self, *args, **new_kwargs)
@@ -521,8 +530,16 @@ def sync_wrapper(
             raise
         finally:
             _ACTIVE.reset(token)
-        parsed = _parsed(result) if watcher is None else None
-        return _finish(call, adapter, result, watcher, parsed)
+        try:
+            if watcher is not None:
+                return adapter.wrap_result(result, call, watcher, None)
+            if type(result).__name__ in _RAW_RESPONSES:  # with_raw_response: its body
+                return adapter.wrap_result(result, call, None, _parsed(result))
+            return adapter.wrap_result(result, call, None, result)
+        except Exception:
+            log.warning("agentledger: could not record a %s call", adapter.endpoint,
+                        exc_info=True)  # fmt: skip
+            return result
 
     wrapper.__agentledger_original__ = original  # type: ignore[attr-defined]
     return wrapper
@@ -537,10 +554,14 @@ def async_wrapper(
     async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         if _ACTIVE.get():
             return await original(self, *args, **kwargs)
-        started = _start(adapter, kwargs, ledger_ref)
-        if started is None:
+        try:
+            call = Call(adapter, kwargs, ledger_ref)
+            new_kwargs, watcher = adapter.prepare(kwargs)
+            call.streaming = watcher is not None
+        except Exception:
+            log.warning("agentledger: could not instrument a %s call", adapter.endpoint,
+                        exc_info=True)  # fmt: skip
             return await original(self, *args, **kwargs)
-        call, new_kwargs, watcher = started
         token = _ACTIVE.set(True)
         try:
             result = await original(self, *args, **new_kwargs)
@@ -553,7 +574,12 @@ def async_wrapper(
             parsed = await _aparsed(result) if watcher is None else None
         except Exception:
             parsed = None
-        return _finish(call, adapter, result, watcher, parsed)
+        try:
+            return adapter.wrap_result(result, call, watcher, parsed)
+        except Exception:
+            log.warning("agentledger: could not record a %s call", adapter.endpoint,
+                        exc_info=True)  # fmt: skip
+            return result
 
     wrapper.__agentledger_original__ = original  # type: ignore[attr-defined]
     return wrapper
@@ -602,16 +628,6 @@ class _StreamProxyBase:
             object.__setattr__(self, "_al_iter", it)
         return it
 
-    def _al_observe(self, item: Any) -> bool:
-        try:
-            passed, token = self._al_watcher.on_item(item)
-            if token:
-                self._al_call.mark_token()
-            return bool(passed)
-        except Exception:
-            log.warning("agentledger: could not read a stream item", exc_info=True)
-            return True
-
     def _al_finish(
         self,
         *,
@@ -627,11 +643,11 @@ class _StreamProxyBase:
             estimated = not w.complete_usage
             if usage is None:
                 usage = Usage(output_tokens=w.tokens_seen)
-            extra: dict[str, Any] = {}
-            if closed_early and not w.complete_usage:
-                extra["stream_closed_early"] = True
+            extra: dict[str, Any] | None = None
+            if closed_early and estimated:
+                extra = {"stream_closed_early": True}
             if error is not None:
-                extra["partial"] = True
+                extra = {**(extra or {}), "partial": True}
             call.finish(
                 model=w.model, usage=usage, estimated=estimated, error=error, extra=extra,
                 tool_names=w.tool_names, note_tools=note_tools,
@@ -653,9 +669,17 @@ class SyncStreamProxy(_StreamProxyBase):
     __slots__ = ()
 
     def _al_generator(self) -> Iterator[Any]:
+        call, on_item = self._al_call, self._al_watcher.on_item
         try:
             for item in self._al_inner:
-                if self._al_observe(item):
+                try:
+                    passed, token = on_item(item)
+                except Exception:
+                    log.warning("agentledger: could not read a stream item", exc_info=True)
+                    passed, token = True, False
+                if token and call.first_token_at is None:
+                    call.first_token_at = time.perf_counter()
+                if passed:
                     yield item
         except GeneratorExit:
             self._al_finish(closed_early=True)
@@ -666,7 +690,11 @@ class SyncStreamProxy(_StreamProxyBase):
         self._al_finish()
 
     def __iter__(self) -> Iterator[Any]:
-        return self._al_get_iter()  # type: ignore[no-any-return]
+        it = self._al_iter
+        if it is None:
+            it = self._al_generator()
+            object.__setattr__(self, "_al_iter", it)
+        return it  # type: ignore[no-any-return]
 
     def __next__(self) -> Any:
         return next(self._al_get_iter())
@@ -693,9 +721,17 @@ class AsyncStreamProxy(_StreamProxyBase):
     __slots__ = ()
 
     async def _al_generator(self) -> AsyncIterator[Any]:
+        call, on_item = self._al_call, self._al_watcher.on_item
         try:
             async for item in self._al_inner:
-                if self._al_observe(item):
+                try:
+                    passed, token = on_item(item)
+                except Exception:
+                    log.warning("agentledger: could not read a stream item", exc_info=True)
+                    passed, token = True, False
+                if token and call.first_token_at is None:
+                    call.first_token_at = time.perf_counter()
+                if passed:
                     yield item
         except GeneratorExit:
             self._al_finish(closed_early=True)

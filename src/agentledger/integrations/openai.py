@@ -19,8 +19,10 @@ tool call answering them nests under the model call. See docs/integrations/opena
 from __future__ import annotations
 
 import functools
+import inspect
+import json
 import types
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from ..ledger import Ledger
@@ -33,6 +35,7 @@ from ._common import (
     as_int,
     async_wrapper,
     attr,
+    log,
     original_of,
     raw_response_mode,
     sync_wrapper,
@@ -56,6 +59,19 @@ def chat_usage(usage: Any) -> Usage | None:
     """Chat Completions (and Embeddings) ``usage`` in the ledger's convention."""
     if usage is None:
         return None
+    if type(usage) is not dict:
+        # The SDK's CompletionUsage: plain attribute reads (its fields are always set);
+        # anything else (dicts, other shapes) through attr().
+        try:
+            prompt, details_in = usage.prompt_tokens, usage.prompt_tokens_details
+            completion, details_out = usage.completion_tokens, usage.completion_tokens_details
+            cached = 0 if details_in is None else details_in.cached_tokens
+            reasoning = 0 if details_out is None else details_out.reasoning_tokens
+        except AttributeError:
+            pass
+        else:
+            return Usage(as_int(prompt), as_int(completion), as_int(cached), 0, 0,
+                         as_int(reasoning))  # fmt: skip
     return Usage(
         input_tokens=as_int(attr(usage, "prompt_tokens")),
         output_tokens=as_int(attr(usage, "completion_tokens")),
@@ -101,6 +117,28 @@ def _responses_item_name(item: Any) -> frozenset[str]:
 class _ChatWatcher(StreamWatcher):
     def __init__(self, hide_usage_chunk: bool) -> None:
         self.hide_usage_chunk = hide_usage_chunk
+        self.usage_events_skipped = 0  # usage chunks read from the raw event (see attach)
+
+    def attach(self, stream: Any) -> None:
+        # The usage-only chunk we asked for on the caller's behalf is never shown to them:
+        # read it from the raw event instead of letting the SDK build a model of it.
+        if self.hide_usage_chunk:
+            _skip_usage_events(stream, self)
+
+    def on_usage_event(self, data: dict[str, Any]) -> bool:
+        """Read the usage-only chunk from its raw event (a dict; see :func:`_skip_usage_events`).
+
+        False if it could not be read: the event then goes on to the SDK as it would have.
+        """
+        try:
+            usage = chat_usage(data["usage"])
+            model = self.model if self.model is not None else _model(data)
+        except Exception:
+            log.warning("agentledger: could not read a usage chunk", exc_info=True)
+            return False
+        self.model, self.usage, self.complete_usage = model, usage, True
+        self.usage_events_skipped += 1
+        return True
 
     def on_item(self, item: Any) -> tuple[bool, bool]:
         # The SDK's typed chunks are read with plain attribute reads (tens of ns each);
@@ -136,6 +174,102 @@ class _ChatWatcher(StreamWatcher):
         return True, token
 
 
+# The usage-only chunk in raw JSON: ``"choices":[]`` (OpenAI's compact form) or with a space.
+_EMPTY_CHOICES = '"choices":[]'
+_EMPTY_CHOICES_SPACED = '"choices": []'
+
+
+# json.loads without its two regex passes (the SSE decoder strips the data already).
+_SCAN_JSON: Callable[[str, int], tuple[Any, int]]
+_SCAN_JSON = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _usage_event(data: str) -> dict[str, Any] | None:
+    """The JSON of a usage-only chunk (no choices, a usage object, no error), else None."""
+    try:
+        chunk, end = _SCAN_JSON(data, 0)
+    except (StopIteration, ValueError):
+        return None
+    if end != len(data):  # anything after the object: not ours to judge, the SDK reads it
+        return None
+    if (
+        type(chunk) is dict
+        and chunk.get("choices") == []
+        and type(chunk.get("usage")) is dict
+        and not chunk.get("error")  # the SDK raises on an error event: leave it to the SDK
+    ):
+        return chunk
+    return None
+
+
+# SDK event readers (``Stream._iter_events``) -> True (async generator), False (generator)
+# or None (neither: not filtered).
+_EVENT_READERS: dict[Any, bool | None] = {}
+_MISSING: Any = object()
+
+
+def _skip_usage_events(stream: Any, watcher: _ChatWatcher) -> bool:
+    """Make ``stream`` hand its usage-only chunk to ``watcher`` instead of building a model.
+
+    The SDK's ``Stream``/``AsyncStream`` read their server-sent events from
+    ``self._iter_events()`` when iteration starts; an instance attribute of that name that
+    filters the events is used instead. Building a ``ChatCompletionChunk`` for the usage
+    chunk costs tens of µs and the caller never sees it (it is the chunk we asked for). Where
+    the SDK is not shaped like that (another version, a stream already started), nothing is
+    filtered and the proxy reads and hides the typed chunk as before. True if installed.
+    """
+    original = getattr(type(stream), "_iter_events", None)
+    if original is None or "_iter_events" in vars(stream):
+        return False
+    is_async = _EVENT_READERS.get(original, _MISSING)
+    if is_async is _MISSING:
+        if inspect.isasyncgenfunction(original):
+            is_async = True
+        elif inspect.isgeneratorfunction(original):
+            is_async = False
+        else:
+            is_async = None
+        _EVENT_READERS[original] = is_async
+    if is_async is None:
+        return False
+    events = original.__get__(stream)
+    if is_async:
+
+        async def aiter_events() -> AsyncIterator[Any]:
+            async for sse in events():
+                try:  # a substring test first: the JSON is decoded only for a likely match
+                    data = sse.data
+                    chunk = (
+                        _usage_event(data)
+                        if _EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data
+                        else None
+                    )
+                except Exception:
+                    chunk = None
+                if chunk is None or not watcher.on_usage_event(chunk):
+                    yield sse
+
+        stream._iter_events = aiter_events
+        return True
+
+    def iter_events() -> Iterator[Any]:
+        for sse in events():
+            try:  # a substring test first: the JSON is decoded only for a likely match
+                data = sse.data
+                chunk = (
+                    _usage_event(data)
+                    if _EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data
+                    else None
+                )
+            except Exception:
+                chunk = None
+            if chunk is None or not watcher.on_usage_event(chunk):
+                yield sse
+
+    stream._iter_events = iter_events
+    return True
+
+
 class _ChatAdapter(Adapter):
     provider = PROVIDER
     endpoint = "chat.completions"
@@ -151,9 +285,21 @@ class _ChatAdapter(Adapter):
             # with_raw_response / with_streaming_response: the caller may read the raw
             # bytes, where an extra usage chunk could not be hidden. Do not ask for it.
             return kwargs, _ChatWatcher(hide_usage_chunk=False)
-        base = dict(options) if isinstance(options, dict) else {}
-        kwargs["stream_options"] = {**base, "include_usage": True}
-        return kwargs, _ChatWatcher(hide_usage_chunk=True)
+        if isinstance(options, dict):
+            kwargs = {**kwargs, "stream_options": {**options, "include_usage": True}}
+            return kwargs, _ChatWatcher(hide_usage_chunk=True)
+        # No options of the caller's (None, or the SDK's "not given"): ask for usage through
+        # ``extra_body``, merged into the same JSON body past the SDK's request transform
+        # (which costs ~10 µs for this one field), unless the caller's own extra_body has
+        # stream_options: theirs is sent as it would have been.
+        extra = kwargs.get("extra_body")
+        if extra is None:
+            extra = {"stream_options": {"include_usage": True}}
+        elif type(extra) is dict and "stream_options" not in extra:
+            extra = {**extra, "stream_options": {"include_usage": True}}
+        else:
+            return {**kwargs, "stream_options": {"include_usage": True}}, _ChatWatcher(True)
+        return {**kwargs, "extra_body": extra}, _ChatWatcher(hide_usage_chunk=True)
 
     def extract(self, result: Any) -> tuple[str | None, Usage | None]:
         return _model(result), chat_usage(attr(result, "usage"))
@@ -163,6 +309,26 @@ class _ChatAdapter(Adapter):
         for choice in attr(result, "choices") or ():
             names |= _chat_tool_call_names(attr(choice, "message", "tool_calls"))
         return names
+
+    def read(self, result: Any) -> tuple[str | None, Usage | None, frozenset[str]]:
+        # The SDK's ChatCompletion in one pass of plain attribute reads; anything else
+        # (dicts, other shapes) through extract() and tool_names().
+        fields: Any = getattr(result, "__dict__", None)
+        try:
+            model, usage, choices = fields["model"], fields["usage"], fields["choices"]
+            tool_calls = [choice.message.tool_calls for choice in choices or ()]
+        except (AttributeError, KeyError, TypeError):
+            return super().read(result)
+        names: frozenset[str] = frozenset()
+        if any(tool_calls):
+            try:
+                for calls in tool_calls:
+                    names |= _chat_tool_call_names(calls)
+            except Exception:
+                log.warning("agentledger: could not read the tool calls of a %s response",
+                            self.endpoint, exc_info=True)  # fmt: skip
+                names = frozenset()
+        return (model if isinstance(model, str) and model else None), chat_usage(usage), names
 
 
 class _ResponsesWatcher(StreamWatcher):

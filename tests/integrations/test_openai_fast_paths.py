@@ -1,0 +1,383 @@
+"""The OpenAI integration's cheaper paths record exactly what the general paths record.
+
+* the usage-only chunk that agentledger asks for on the caller's behalf is read from its raw
+  server-sent event (the SDK never builds a model of it) and never reaches the caller; where
+  that hook is not available the typed chunk is read and hidden as before, with the same
+  stored tokens and cost;
+* ``include_usage`` is sent through ``extra_body`` when the caller gave no stream options;
+* a typed ``ChatCompletion`` is read in one pass of attribute reads (anything else through
+  ``extract``/``tool_names``);
+* the event's metadata is handed to the ledger as a dict its writer serialises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
+
+import openai
+import pytest
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+
+from agentledger import Event, Ledger
+from agentledger.integrations import openai as al_openai
+from agentledger.integrations.openai import _CHAT, _ChatWatcher, _skip_usage_events, _usage_event
+
+from ._stored import events, only_event
+
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
+USAGE = {
+    "prompt_tokens": 2000,
+    "completion_tokens": 600,
+    "total_tokens": 2600,
+    "prompt_tokens_details": {"cached_tokens": 1500, "audio_tokens": 0},
+    "completion_tokens_details": {"reasoning_tokens": 400, "audio_tokens": 0},
+}
+# Fields that differ from call to call whatever path recorded them.
+VOLATILE = {"event_id", "trace_id", "span_id", "started_at", "duration_ms", "metadata"}
+
+
+def usage_header(usage: dict[str, Any] = USAGE, **extra: str) -> dict[str, str]:
+    return {"x-fake-usage": json.dumps(usage), **{f"x-fake-{k}": v for k, v in extra.items()}}
+
+
+@pytest.fixture
+def client(fake: Any) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=fake.openai_url, api_key="test", max_retries=0) as c:
+        yield c
+
+
+def watcher_of(stream: Any) -> _ChatWatcher:
+    watcher = object.__getattribute__(stream, "_al_watcher")
+    assert isinstance(watcher, _ChatWatcher)
+    return watcher
+
+
+def stable(event: Event) -> dict[str, Any]:
+    """An event without what changes from call to call (ids, times; ttft in metadata)."""
+    fields = {name: getattr(event, name) for name in Event.__dataclass_fields__}
+    out = {k: v for k, v in fields.items() if k not in VOLATILE}
+    out["metadata"] = {k: v for k, v in event.metadata.items() if k != "ttft_ms"}
+    return out
+
+
+def stream_once(client: openai.OpenAI, **options: Any) -> tuple[list[Any], _ChatWatcher]:
+    stream = client.chat.completions.create(
+        model="o3-mini", messages=MESSAGES, stream=True, extra_headers=usage_header(), **options
+    )
+    watcher = watcher_of(stream)
+    return list(stream), watcher
+
+
+# --- the usage chunk, read from its raw event ----------------------------------------------
+def test_the_injected_usage_chunk_is_read_raw_and_never_reaches_the_caller(
+    client: openai.OpenAI, ledger: Ledger, fake: Any
+) -> None:
+    al_openai.instrument(ledger=ledger)
+    chunks, watcher = stream_once(client)
+    assert watcher.usage_events_skipped == 1  # the installed SDK has the hook
+    assert len(chunks) == 5
+    assert all(c.choices and c.usage is None for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Hello there,"
+    assert fake.requests[-1][1]["stream_options"] == {"include_usage": True}
+    e = only_event(ledger)
+    assert (e.input_tokens, e.output_tokens) == (2000, 600)
+    assert (e.cache_read_tokens, e.reasoning_tokens) == (1500, 400)
+    assert e.model == "o3-mini"
+    assert e.cost_source == "priced"
+    assert e.metadata["stream"] is True
+    assert e.metadata["ttft_ms"] >= 0
+    assert "usage_estimated" not in e.metadata
+
+
+def test_without_the_hook_the_typed_chunk_gives_the_same_event(
+    client: openai.OpenAI, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    al_openai.instrument(ledger=ledger)
+    fast_chunks, fast = stream_once(client)
+    with monkeypatch.context() as m:
+        m.setattr(al_openai, "_skip_usage_events", lambda stream, watcher: False)
+        slow_chunks, slow = stream_once(client)
+    assert (fast.usage_events_skipped, slow.usage_events_skipped) == (1, 0)
+    assert [c.model_dump() for c in fast_chunks] == [c.model_dump() for c in slow_chunks]
+    first, second = events(ledger)
+    assert stable(first) == stable(second)
+    assert first.cost_usd == second.cost_usd
+    assert first.cost_usd is not None
+
+
+def test_a_raw_usage_chunk_the_watcher_cannot_read_goes_to_the_sdk(
+    client: openai.OpenAI, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event is handed on unchanged: the SDK builds the chunk, the proxy hides it."""
+    al_openai.instrument(ledger=ledger)
+    monkeypatch.setattr(_ChatWatcher, "on_usage_event", lambda self, data: False)
+    chunks, watcher = stream_once(client)
+    assert watcher.usage_events_skipped == 0
+    assert len(chunks) == 5
+    assert all(c.choices for c in chunks)
+    e = only_event(ledger)
+    assert (e.input_tokens, e.output_tokens, e.cache_read_tokens) == (2000, 600, 1500)
+
+
+def test_a_failing_usage_reader_is_logged_and_the_event_goes_to_the_sdk(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    watcher = _ChatWatcher(hide_usage_chunk=True)
+    assert watcher.on_usage_event({"usage": {"prompt_tokens": 1}}) is True
+    assert watcher.usage is not None
+    assert watcher.usage.input_tokens == 1
+    assert watcher.complete_usage
+    with mock.patch.object(al_openai, "chat_usage", side_effect=RuntimeError("boom")):
+        assert _ChatWatcher(hide_usage_chunk=True).on_usage_event({"usage": {}}) is False
+    assert "could not read a usage chunk" in caplog.text
+
+
+def test_the_caller_asking_for_usage_sees_the_chunk_and_nothing_is_skipped(
+    client: openai.OpenAI, ledger: Ledger
+) -> None:
+    al_openai.instrument(ledger=ledger)
+    chunks, watcher = stream_once(client, stream_options={"include_usage": True})
+    assert watcher.usage_events_skipped == 0
+    assert len(chunks) == 6
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.prompt_tokens == 2000
+    assert only_event(ledger).input_tokens == 2000
+
+
+def test_async_stream_reads_the_usage_chunk_raw(fake: Any, ledger: Ledger) -> None:
+    al_openai.instrument(ledger=ledger)
+
+    async def main() -> tuple[list[Any], int]:
+        async with openai.AsyncOpenAI(
+            base_url=fake.openai_url, api_key="test", max_retries=0
+        ) as client:
+            stream = await client.chat.completions.create(
+                model="o3-mini", messages=MESSAGES, stream=True, extra_headers=usage_header()
+            )
+            watcher = watcher_of(stream)
+            async with stream:
+                chunks = [c async for c in stream]
+            return chunks, watcher.usage_events_skipped
+
+    chunks, skipped = asyncio.run(main())
+    assert skipped == 1
+    assert len(chunks) == 5
+    assert all(c.choices for c in chunks)
+    e = only_event(ledger)
+    assert (e.input_tokens, e.output_tokens, e.reasoning_tokens) == (2000, 600, 400)
+    assert "usage_estimated" not in e.metadata
+
+
+def test_a_stream_cut_before_the_usage_chunk_is_still_estimated(
+    client: openai.OpenAI, ledger: Ledger
+) -> None:
+    al_openai.instrument(ledger=ledger)
+    stream = client.chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, stream=True,
+        extra_headers=usage_header(mode="broken", chunks="6"),
+    )  # fmt: skip
+    with pytest.raises(openai.APIConnectionError), stream:
+        list(stream)
+    assert watcher_of(stream).usage_events_skipped == 0
+    e = only_event(ledger)
+    assert e.status == "error"
+    assert e.metadata["usage_estimated"] is True
+
+
+class _Events:
+    """An SDK-shaped stream: events from ``_iter_events``, read when iteration starts."""
+
+    def __init__(self, data: list[str]) -> None:
+        self.data = data
+
+    def _iter_events(self) -> Iterator[Any]:
+        for text in self.data:
+            yield mock.Mock(data=text)
+
+
+def test_skip_usage_events_filters_only_the_usage_only_event() -> None:
+    usage_only = json.dumps({"model": "m", "choices": [], "usage": {"prompt_tokens": 7}})
+    compact = '{"model":"m","choices":[],"usage":{"prompt_tokens":8}}'
+    content = json.dumps({"model": "m", "choices": [{"delta": {"content": '"choices":[]'}}]})
+    stream = _Events([content, usage_only, compact, "[DONE]"])
+    watcher = _ChatWatcher(hide_usage_chunk=True)
+    assert _skip_usage_events(stream, watcher) is True
+    assert [sse.data for sse in stream._iter_events()] == [content, "[DONE]"]
+    assert watcher.usage_events_skipped == 2
+    assert watcher.usage is not None
+    assert watcher.usage.input_tokens == 8  # the last one wins, as with typed chunks
+    assert watcher.model == "m"
+
+
+def test_skip_usage_events_is_not_installed_where_the_sdk_differs() -> None:
+    watcher = _ChatWatcher(hide_usage_chunk=True)
+    assert _skip_usage_events(object(), watcher) is False  # no _iter_events
+
+    class NotAGenerator:
+        def _iter_events(self) -> list[Any]:
+            return []
+
+    assert _skip_usage_events(NotAGenerator(), watcher) is False
+    stream = _Events([])
+    stream._iter_events = lambda: iter(())  # type: ignore[method-assign]
+    assert _skip_usage_events(stream, watcher) is False  # already replaced on the instance
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ('{"choices":[],"usage":{"prompt_tokens":1}}', True),
+        ('{"choices": [], "usage": {"prompt_tokens": 1}}', True),
+        ('{"choices":[{"delta":{}}],"usage":{"prompt_tokens":1}}', False),
+        ('{"choices":[],"usage":null}', False),
+        ('{"choices":[],"usage":{"prompt_tokens":1},"error":{"message":"x"}}', False),
+        ('{"choices":[],"usage":{"prompt_tokens":1}} trailing', False),
+        (' {"choices":[],"usage":{"prompt_tokens":1}}', False),
+        ('{"choices":[],"usage":{', False),
+        ('[{"choices":[],"usage":{}}]', False),
+        ("", False),
+    ],
+)
+def test_usage_event_recognises_only_a_clean_usage_only_chunk(data: str, expected: bool) -> None:
+    assert (_usage_event(data) is not None) is expected
+
+
+# --- include_usage through extra_body -------------------------------------------------------
+@pytest.mark.parametrize(
+    ("options", "body_options", "extra"),
+    [
+        ({}, {"include_usage": True}, {}),
+        ({"stream_options": None}, {"include_usage": True}, {}),
+        ({"extra_body": {"user_tag": "a"}}, {"include_usage": True}, {"user_tag": "a"}),
+        (
+            {"stream_options": {"include_obfuscation": False}},
+            {"include_obfuscation": False, "include_usage": True},
+            {},
+        ),
+    ],
+)
+def test_usage_is_requested_with_the_callers_options_kept(
+    client: openai.OpenAI,
+    ledger: Ledger,
+    fake: Any,
+    options: dict[str, Any],
+    body_options: dict[str, Any],
+    extra: dict[str, Any],
+) -> None:
+    al_openai.instrument(ledger=ledger)
+    before = json.dumps(options, sort_keys=True)
+    chunks, watcher = stream_once(client, **options)
+    assert json.dumps(options, sort_keys=True) == before  # the caller's dicts are untouched
+    body = fake.requests[-1][1]
+    assert body["stream_options"] == body_options
+    assert {k: body[k] for k in extra} == extra
+    assert watcher.usage_events_skipped == 1
+    assert len(chunks) == 5
+    assert only_event(ledger).input_tokens == 2000
+
+
+def test_the_callers_own_extra_body_stream_options_win_as_before(
+    client: openai.OpenAI, ledger: Ledger, fake: Any
+) -> None:
+    """extra_body overrides the SDK's arguments: no usage is asked for, usage is estimated."""
+    al_openai.instrument(ledger=ledger)
+    options = {"extra_body": {"stream_options": {"include_obfuscation": False}}}
+    kwargs, watcher = _CHAT.prepare({"stream": True, **options})
+    assert kwargs["stream_options"] == {"include_usage": True}
+    assert kwargs["extra_body"] is options["extra_body"]
+    assert isinstance(watcher, _ChatWatcher)
+    assert watcher.hide_usage_chunk
+    chunks, _ = stream_once(client, **options)
+    assert fake.requests[-1][1]["stream_options"] == {"include_obfuscation": False}
+    assert len(chunks) == 5
+    assert only_event(ledger).metadata["usage_estimated"] is True
+
+
+def test_prepare_leaves_the_callers_kwargs_alone() -> None:
+    kwargs = {"stream": True, "model": "m"}
+    new, watcher = _CHAT.prepare(kwargs)
+    assert kwargs == {"stream": True, "model": "m"}
+    assert new == {**kwargs, "extra_body": {"stream_options": {"include_usage": True}}}
+    assert watcher is not None
+    plain = {"model": "m"}
+    assert _CHAT.prepare(plain) == (plain, None)
+
+
+# --- a typed ChatCompletion in one pass -------------------------------------------------------
+COMPLETION = {
+    "id": "c",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "gpt-4o-2024-08-06",
+    "usage": USAGE,
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "tool_calls",
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "1",
+                        "type": "function",
+                        "function": {"name": "search", "arguments": ""},
+                    },
+                    {"id": "2", "type": "custom", "custom": {"name": "shell", "input": "ls"}},
+                ],
+            },
+        },
+        {"index": 1, "finish_reason": "stop", "message": {"role": "assistant", "content": "x"}},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        ChatCompletion.model_validate(COMPLETION),
+        ChatCompletion.construct(**COMPLETION),  # not validated: nested values stay dicts
+        COMPLETION,
+        {**COMPLETION, "choices": None, "usage": None},
+        mock.MagicMock(),
+        None,
+    ],
+    ids=["typed", "constructed", "dict", "empty", "mock", "none"],
+)
+def test_read_matches_extract_and_tool_names(result: Any) -> None:
+    model, usage = _CHAT.extract(result)
+    assert _CHAT.read(result) == (model, usage, _CHAT.tool_names(result))
+
+
+def test_read_of_a_typed_completion() -> None:
+    model, usage, tools = _CHAT.read(ChatCompletion.model_validate(COMPLETION))
+    assert model == "gpt-4o-2024-08-06"
+    assert usage is not None
+    assert (usage.input_tokens, usage.cache_read_tokens) == (2000, 1500)
+    assert (usage.output_tokens, usage.reasoning_tokens) == (600, 400)
+    assert tools == {"search", "shell"}
+
+
+# --- metadata serialised by the writer --------------------------------------------------------
+@pytest.mark.parametrize("length", [9_000, 70_000])
+def test_a_long_request_model_is_checked_as_before(
+    client: openai.OpenAI, ledger: Ledger, length: int
+) -> None:
+    """Metadata too large for the store is rejected on the caller's thread, as it was."""
+    al_openai.instrument(ledger=ledger)
+    name = "m" * length
+    client.chat.completions.create(
+        model=name, messages=MESSAGES, extra_headers={"x-fake-model": "gpt-4o"}
+    )
+    stored = events(ledger)
+    if length == 9_000:
+        assert [e.metadata["request_model"] for e in stored] == [name]
+        assert ledger.stats().rejected == 0
+    else:
+        assert stored == []
+        assert ledger.stats().rejected == 1

@@ -202,6 +202,18 @@ def _usage_event(data: str) -> dict[str, Any] | None:
     return None
 
 
+def _taken(sse: Any, watcher: _ChatWatcher) -> bool:
+    """True if ``sse`` is the usage-only event and ``watcher`` read it (the SDK never sees it)."""
+    try:  # a substring test first: the JSON is decoded only for a likely match
+        data = sse.data
+        chunk = (
+            _usage_event(data) if _EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data else None
+        )
+    except Exception:
+        return False
+    return chunk is not None and watcher.on_usage_event(chunk)
+
+
 # SDK event readers (``Stream._iter_events``) -> True (async generator), False (generator)
 # or None (neither: not filtered).
 _EVENT_READERS: dict[Any, bool | None] = {}
@@ -237,16 +249,7 @@ def _skip_usage_events(stream: Any, watcher: _ChatWatcher) -> bool:
 
         async def aiter_events() -> AsyncIterator[Any]:
             async for sse in events():
-                try:  # a substring test first: the JSON is decoded only for a likely match
-                    data = sse.data
-                    chunk = (
-                        _usage_event(data)
-                        if _EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data
-                        else None
-                    )
-                except Exception:
-                    chunk = None
-                if chunk is None or not watcher.on_usage_event(chunk):
+                if not _taken(sse, watcher):
                     yield sse
 
         stream._iter_events = aiter_events
@@ -254,16 +257,7 @@ def _skip_usage_events(stream: Any, watcher: _ChatWatcher) -> bool:
 
     def iter_events() -> Iterator[Any]:
         for sse in events():
-            try:  # a substring test first: the JSON is decoded only for a likely match
-                data = sse.data
-                chunk = (
-                    _usage_event(data)
-                    if _EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data
-                    else None
-                )
-            except Exception:
-                chunk = None
-            if chunk is None or not watcher.on_usage_event(chunk):
+            if not _taken(sse, watcher):
                 yield sse
 
     stream._iter_events = iter_events

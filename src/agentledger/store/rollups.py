@@ -235,11 +235,7 @@ def fold(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
             acc[7] += nano
             acc[8] += frac
             if extra is not None:
-                acc[9] = (
-                    extra
-                    if acc[9] is None
-                    else EXACT.add(Decimal(str(acc[9])), Decimal(str(extra)))
-                )
+                acc[9] = _add_extra(acc[9], extra)
             acc[10] += measures[9]
             acc[11] += duration
 
@@ -297,8 +293,7 @@ def _summed(group: list[tuple[Any, ...]]) -> tuple[Any, ...]:
     carry, frac_total = divmod(sum(frac), FRAC)
     extra = None
     for value in extras:
-        if value is not None:
-            extra = value if extra is None else EXACT.add(Decimal(str(extra)), Decimal(str(value)))
+        extra = _add_extra(extra, value)
     hist = list(_NEW_HIST)
     for b in buckets:
         hist[b] += 1
@@ -322,13 +317,21 @@ def _merged(
 
 def _add(a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
     """Two rows of measures added (money carried from cost_frac into cost_nano)."""
-    x, y = a[COST + 2], b[COST + 2]
     out = [i + j for i, j in zip(a[: COST + 2], b[: COST + 2], strict=True)]
     carry, out[COST + 1] = divmod(out[COST + 1], FRAC)
     out[COST] += carry
-    out.append(x if y is None else y if x is None else EXACT.add(Decimal(str(x)), Decimal(str(y))))
+    out.append(_add_extra(a[COST + 2], b[COST + 2]))
     out += [i + j for i, j in zip(a[COST + 3 :], b[COST + 3 :], strict=True)]
     return tuple(out)
+
+
+def _add_extra(a: Any, b: Any) -> Any:
+    """Two ``cost_extra`` values (decimal, decimal text or None) added exactly."""
+    if b is None:
+        return a
+    if a is None:
+        return b
+    return EXACT.add(Decimal(str(a)), Decimal(str(b)))
 
 
 def upsert_sql(spec: str) -> str:
@@ -379,7 +382,7 @@ def _additions(spec: str, *, sqlite: bool) -> str:
 
 def decimal_add(a: Any, b: Any) -> str:
     """``agentledger_dadd``: exact sum of two decimal texts (SQLite)."""
-    return str(EXACT.add(Decimal(str(a or 0)), Decimal(str(b or 0))))
+    return str(_add_extra(Decimal(str(a or 0)), b))
 
 
 # --- reading ------------------------------------------------------------------------------

@@ -226,7 +226,8 @@ class Query:
         if lo is not None and hi is not None and lo >= hi:
             return {}
         bits: dict[tuple[Any, ...], int] = {}
-        for segment in rollups.plan(lo, hi, minutes=True):  # bitmaps down to minutes
+        marks = self.store.marks()
+        for segment in rollups.refine(rollups.plan(lo, hi, minutes=True), marks, True):
             if segment.source == "events":
                 e, u = events.c, user_numbers.c
                 clauses = self._where(
@@ -267,18 +268,21 @@ class Query:
         """Measures (rollups.MEASURES order) per ``(bucket?, *dims)``, exact for any range.
 
         Whole days and hours come from the rollup, the partial hours at the edges from the
-        events (see :func:`agentledger.store.rollups.plan`).
+        events (see :func:`agentledger.store.rollups.plan`), and buckets not compacted yet
+        from the finer rows (:func:`agentledger.store.rollups.refine`).
         """
         lo = None if since is None else to_epoch_us(_aware(since, "since"))
         hi = None if until is None else to_epoch_us(_aware(until, "until"))
         if lo is not None and hi is not None and lo >= hi:
             return {}
         finest = "h" if series == "hour" else "d"
+        minutely = spec in rollups.MINUTELY
+        segments = rollups.plan(lo, hi, finest=finest, minutes=minutely)
         parts = [
             self._events_part(dims, segment, filters, series, histogram, wanted)
             if segment.source == "events"
             else self._rollup_part(spec, dims, segment, filters, series, histogram, wanted)
-            for segment in rollups.plan(lo, hi, finest=finest, minutes=spec in rollups.MINUTELY)
+            for segment in rollups.refine(segments, self.store.marks(), minutely)
         ]
         # One statement: the database sums the pieces (rollup rows and edge events), so
         # only one row per answer key comes back to Python, however long the range.

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from agentledger import Ledger
 from agentledger.query import Query
@@ -186,3 +186,141 @@ def test_money_of_integer_parts_is_the_tidy_decimal() -> None:
         got = rollups.money(nano, frac, None)
         assert got == exact
         assert str(got) == str(rollups.tidy(exact))
+
+
+def _rollup_calls(store: SQLStore, spec: str, grain: str) -> int:
+    table = rollup_tables[spec]
+    with store.engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.coalesce(func.sum(table.c.calls), 0)).where(table.c.grain == grain)
+            ).scalar()
+        )
+
+
+def test_marks_migration_up_starts_at_now_and_down_compacts_everything(db_url: str) -> None:
+    """0008 on a database with events puts the marks at the current hour and day; going back
+    to 0007 (which reads every coarse row as complete) first builds the missing ones."""
+    store = SQLStore(db_url)
+    early = datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
+    store.clock = lambda: early.timestamp()
+    with Ledger(store=store, handle_signals=False, strict=True) as ledger:
+        for i in range(30):  # from before the clock to two days after it
+            ledger.record_llm("gpt-4o", 100, 10, user_id=f"u{i % 4}",
+                              started_at=early + timedelta(hours=2 * i - 5))  # fmt: skip
+    store = SQLStore(db_url)
+    assert store.marks() == rollups.Marks.due(to_epoch_us(early))
+    assert _rollup_calls(store, "users", "d") < 30  # later days wait for compaction
+    assert _rollup_calls(store, "kinds", "h") < 30
+    expected = Query(store, use_rollups=False).totals(distinct_users=True)
+    _alembic(store, "0007_rollup_integer_money", down=True)
+    for spec in rollups.SPECS:
+        assert _rollup_calls(store, spec, "d") == 30, spec
+    assert _rollup_calls(store, "what", "h") == 30
+    store.close()
+    store = SQLStore(db_url)  # back to head
+    now_us = to_epoch_us(datetime.now(UTC))
+    marks = store.marks()
+    assert marks.day == now_us - now_us % DAY_US or marks.day == now_us - now_us % DAY_US - DAY_US
+    assert Query(store).totals(distinct_users=True) == expected
+    store.close()
+
+
+def test_refine_reads_the_finer_grain_from_the_marks_on() -> None:
+    day0 = 20_000 * DAY_US
+    marks = rollups.Marks(hour=day0 + DAY_US + 5 * HOUR_US, day=day0 + DAY_US)
+    segments = plan(day0 - 3 * HOUR_US, day0 + DAY_US + 7 * HOUR_US + 90_000_000, minutes=True)
+    assert rollups.refine(segments, marks, minutely=True) == [
+        Segment("h", day0 - 3 * HOUR_US, day0),
+        Segment("d", day0, day0 + DAY_US),
+        Segment("h", day0 + DAY_US, day0 + DAY_US + 5 * HOUR_US),
+        Segment("m", day0 + DAY_US + 5 * HOUR_US, day0 + DAY_US + 7 * HOUR_US + 60_000_000),
+        Segment("events", day0 + DAY_US + 7 * HOUR_US + 60_000_000,
+                day0 + DAY_US + 7 * HOUR_US + 90_000_000),
+    ]  # fmt: skip
+    assert rollups.refine(segments, marks, minutely=False)[2] == Segment(
+        "h", day0 + DAY_US, day0 + DAY_US + 7 * HOUR_US
+    )
+    assert rollups.refine([Segment("d", None, None)], marks, minutely=True) == [
+        Segment("d", None, day0 + DAY_US),
+        Segment("h", day0 + DAY_US, day0 + DAY_US + 5 * HOUR_US),
+        Segment("m", day0 + DAY_US + 5 * HOUR_US, None),
+    ]
+    assert rollups.refine(segments, None, minutely=True) == segments
+
+
+def test_fold_under_marks_leaves_coarse_rows_of_open_buckets_to_compaction() -> None:
+    day0 = 20_000 * DAY_US
+    marks = rollups.Marks(hour=day0 + 5 * HOUR_US, day=day0)
+    rows = [
+        (*r[:4], at, *r[5:])  # fold takes started_at in epoch µs
+        for at in (day0 + 4 * HOUR_US, day0 + 6 * HOUR_US)
+        for r in [_event_row(at, "0.5")]
+    ]
+    folded = rollups.fold(rows, marks)
+    grains = {spec: sorted((r[0], r[1]) for r in out) for spec, out in folded.items()}
+    assert grains["what"] == [("h", day0 + 4 * HOUR_US), ("m", day0 + 4 * HOUR_US),
+                              ("m", day0 + 6 * HOUR_US)]  # fmt: skip
+    assert grains["users"] == [("h", day0 + 4 * HOUR_US), ("h", day0 + 6 * HOUR_US)]
+    assert all(grain != "d" for pairs in grains.values() for grain, _ in pairs)
+    everything = rollups.fold(rows)
+    assert [r[4] for r in everything["users"] if r[0] == "d"] == [2]  # calls, after 2 keys
+
+
+def test_a_failed_compaction_loses_nothing_and_is_retried(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import agentledger.store.sql as sql
+
+    store = SQLStore(db_url)
+    base = datetime(2026, 5, 4, 8, 15, tzinfo=UTC)
+    clock = [base]
+    store.clock = lambda: clock[0].timestamp()
+    rows = [_event_row(to_epoch_us(base + timedelta(minutes=20 * i)), "0.1") for i in range(12)]
+    assert store.write(rows[:1]) == 1  # the first write moves the marks to the clock
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(sql, "compact_on", broken)
+    clock[0] = base + timedelta(hours=5)
+    with caplog.at_level("WARNING", logger="agentledger"):
+        assert store.write(rows[1:]) == 11
+    assert "rollup compaction failed" in caplog.text
+    assert store.marks() == rollups.Marks.due(to_epoch_us(base))  # not moved
+    assert Query(store).totals().calls == 12
+    assert Query(store).totals().cost_usd == Decimal("1.2")
+    monkeypatch.undo()
+    assert store.compact() == rollups.Marks.due(to_epoch_us(clock[0]))
+    assert _rollup_calls(store, "kinds", "h") == 12
+    assert Query(store).totals().calls == 12
+    store.close()
+
+
+def test_postgres_compaction_waits_for_a_writer_holding_the_marks(pg_url: str) -> None:
+    """A writer's transaction holds the marks FOR SHARE: a compaction waits until it ends,
+    so it never sums a bucket while events are being added to its finest rows only."""
+    import threading
+
+    import psycopg
+
+    store = SQLStore(pg_url)
+    store.compact(now=datetime(2026, 1, 1, tzinfo=UTC).timestamp())
+    url = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    writer = psycopg.connect(url)
+    writer.execute("SELECT grain, upto FROM rollup_marks FOR SHARE")
+    done = threading.Event()
+
+    def compact() -> None:
+        store.compact(now=datetime(2026, 1, 2, 3, tzinfo=UTC).timestamp())
+        done.set()
+
+    thread = threading.Thread(target=compact)
+    thread.start()
+    assert not done.wait(0.5)  # blocked behind the writer
+    writer.commit()
+    thread.join(30)
+    assert done.is_set()
+    assert store.marks() == rollups.Marks.due(to_epoch_us(datetime(2026, 1, 2, 3, tzinfo=UTC)))
+    writer.close()
+    store.close()

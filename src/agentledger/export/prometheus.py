@@ -500,22 +500,23 @@ class StoreCollector(_BaseCollector):
         f = self._families
         #: Per family group: the rollup that answers it, or None (then the events table).
         self.sources: list[str | None] = []
-        self._queries = []
-        for dims in (f.detail_dimensions, f.attribution_dimensions):
-            spec = rollups.choose(dims, histogram=True)
-            self.sources.append(spec)
-            query = (
-                _store_query(self.store.dialect, dims)
-                if spec is None
-                else _rollup_query(self.store.dialect, spec, dims)
-            )
-            self._queries.append((query, dims, spec is not None))
+        self._dims = (f.detail_dimensions, f.attribution_dimensions)
+        for dims in self._dims:
+            self.sources.append(rollups.choose(dims, histogram=True))
 
     def _rows(self) -> tuple[Sequence[Row], Sequence[Row]]:
+        dialect = self.store.dialect
+        marks = self.store.marks() if any(self.sources) else None
+        queries = [
+            _store_query(dialect, dims)
+            if spec is None or marks is None
+            else _rollup_query(dialect, spec, dims, marks)
+            for spec, dims in zip(self.sources, self._dims, strict=True)
+        ]
         with self.store.engine.connect() as conn:
             detail, attribution = (
-                [_store_row(r, dims, cumulative=not rolled) for r in conn.execute(query)]
-                for query, dims, rolled in self._queries
+                [_store_row(r, dims, cumulative=spec is None) for r in conn.execute(query)]
+                for query, dims, spec in zip(queries, self._dims, self.sources, strict=True)
             )
         return detail, attribution
 
@@ -556,13 +557,21 @@ def _store_query(dialect: str, dimensions: Sequence[str]) -> Any:
     return select(*keys, *columns).group_by(*keys)
 
 
-def _rollup_query(dialect: str, spec: str, dimensions: Sequence[str]) -> Any:
-    """Every daily rollup row summed by ``dimensions``: all history, a few rows a day."""
-    from sqlalchemy import func, select
+def _rollup_query(dialect: str, spec: str, dimensions: Sequence[str], marks: rollups.Marks) -> Any:
+    """All history from a rollup, summed by ``dimensions``: its daily rows, and the finer
+    rows of the buckets not compacted yet (a few rows a day)."""
+    from sqlalchemy import and_, func, or_, select
 
-    from ..store.schema import rollup_tables
+    from ..store.schema import from_epoch_us, rollup_tables
 
     c = rollup_tables[spec].c
+    pieces = rollups.refine([rollups.Segment("d", None, None)], marks, spec in rollups.MINUTELY)
+    where = or_(*(
+        and_(c.grain == s.source,
+             *([c.bucket >= from_epoch_us(s.lo)] if s.lo is not None else []),
+             *([c.bucket < from_epoch_us(s.hi)] if s.hi is not None else []))
+        for s in pieces
+    ))  # fmt: skip
     keys = [c[d] for d in dimensions]
     extra = c.cost_extra
     money = (
@@ -571,7 +580,7 @@ def _rollup_query(dialect: str, spec: str, dimensions: Sequence[str]) -> Any:
         else func.agentledger_dsum(extra).filter(extra.is_not(None))
     )
     sums = [money if m == "cost_extra" else func.sum(c[m]) for m in rollups.measures(spec)]
-    return select(*keys, *sums).where(c.grain == "d").group_by(*keys)
+    return select(*keys, *sums).where(where).group_by(*keys)
 
 
 def _store_row(row: Sequence[Any], dimensions: Sequence[str], *, cumulative: bool = True) -> Row:

@@ -33,6 +33,14 @@ minute, hour and day and (kind, name), so they too read at most two partial minu
 
 Idempotence: only events that were actually inserted are folded in (a replayed batch whose
 ids are already stored changes nothing), in the same transaction as the insert.
+
+Compaction: the writer keeps only the finest grain of the current hour and day (minutes for
+``kinds`` and ``what``, hours for the others); the coarser rows of a bucket are computed once
+it has closed, from its finer rows (:func:`compact_sql`), by the first write after it closed.
+:class:`Marks` says how far the coarse rows are complete; below it, writers add late events
+to every grain directly, and readers (:func:`refine`) read the finer grain above it. So a
+batch of live events costs one upsert per group instead of three, and the finest rows are
+always complete, which keeps every answer exact whatever the marks say.
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from .._aggregates import DURATION_BOUNDS_S
 
@@ -49,11 +57,14 @@ __all__ = [
     "HIST_COLUMNS",
     "MEASURES",
     "SPECS",
+    "Marks",
     "Segment",
     "choose",
+    "compact_sql",
     "fold",
     "money",
     "plan",
+    "refine",
     "split_cost",
 ]
 
@@ -103,6 +114,23 @@ EXACT: Final = Context(prec=120)  # money sums never round at this precision
 #: Stored instead of NULL in key columns (a unique key cannot match NULLs); attribution and
 #: labels are never empty strings (events validation refuses them).
 NONE: Final = ""
+
+
+class Marks(NamedTuple):
+    """How far the coarse rollup rows are complete (epoch µs, exclusive, bucket-aligned).
+
+    ``hour``: the ``h`` rows of the minutely rollups (and the hourly member bitmaps) hold
+    every event before it; ``day``: the ``d`` rows of every rollup (and the daily bitmaps).
+    The finest rows (``m`` for minutely rollups, ``h`` for the others) are always complete.
+    """
+
+    hour: int
+    day: int
+
+    @classmethod
+    def due(cls, now_us: int) -> Marks:
+        """The marks once every bucket closed at ``now_us`` is compacted."""
+        return cls(now_us - now_us % HOUR_US, now_us - now_us % DAY_US)
 
 
 def table_name(spec: str) -> str:
@@ -183,10 +211,14 @@ def grains(spec: str) -> tuple[str, ...]:
     return ("m", "h", "d") if spec in MINUTELY else ("h", "d")
 
 
-def fold(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
+def fold(
+    rows: Iterable[tuple[Any, ...]], marks: Marks | None = None
+) -> dict[str, list[tuple[Any, ...]]]:
     """Rollup rows (one list per spec) for ``rows`` (store-ready: started_at in epoch µs).
 
     Each output row is ``(grain, bucket_us, *key, *measures)`` (:data:`MEASURES` order).
+    With ``marks``, coarse rows only for buckets below them (the rest is left to
+    compaction); without, every grain.
     Events are grouped three ways only, at their finest grain: ``what`` per minute,
     ``attribution`` and ``users`` per hour; every other rollup and grain is merged from
     those groups (``kinds`` from ``what``; ``bots`` and ``tenants`` from ``attribution``),
@@ -239,11 +271,12 @@ def fold(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
             acc[10] += measures[9]
             acc[11] += duration
 
+    hour_mark, day_mark = (None, None) if marks is None else marks
     what_m = {k: _summed(g) for k, g in what.items()}
-    what_h = _merged(what_m, lambda k: (k[0] - k[0] % HOUR_US, *k[1:]))
-    what_d = _merged(what_h, _to_day)
+    what_h = _merged(what_m, lambda k: (k[0] - k[0] % HOUR_US, *k[1:]), hour_mark)
+    what_d = _merged(what_h, _to_day, day_mark)
     attribution_h = {k: _summed(g) for k, g in attribution.items()}
-    attribution_d = _merged(attribution_h, _to_day)
+    attribution_d = _merged(attribution_h, _to_day, day_mark)
     users_h: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     for k, acc in users.items():
         if acc[8] >= FRAC:
@@ -257,7 +290,7 @@ def fold(rows: Iterable[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
         ("bots", [("h", _merged(attribution_h, _bots)), ("d", _merged(attribution_d, _bots))]),
         ("tenants", [("h", _merged(attribution_h, _tenants)),
                      ("d", _merged(attribution_d, _tenants))]),
-        ("users", [("h", users_h), ("d", _merged(users_h, _to_day))]),
+        ("users", [("h", users_h), ("d", _merged(users_h, _to_day, day_mark))]),
         ("what", [("m", what_m), ("h", what_h), ("d", what_d)]),
         ("attribution", [("h", attribution_h), ("d", attribution_d)]),
     ):  # fmt: skip
@@ -304,11 +337,14 @@ def _summed(group: list[tuple[Any, ...]]) -> tuple[Any, ...]:
 
 
 def _merged(
-    table: dict[tuple[Any, ...], tuple[Any, ...]], key_of: Any
+    table: dict[tuple[Any, ...], tuple[Any, ...]], key_of: Any, below: int | None = None
 ) -> dict[tuple[Any, ...], tuple[Any, ...]]:
-    """``table``'s rows added up under ``key_of(key)`` (a coarser bucket or fewer keys)."""
+    """``table``'s rows added up under ``key_of(key)`` (a coarser bucket or fewer keys);
+    with ``below``, only the rows whose bucket is before it."""
     merged: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     for key, measures in table.items():
+        if below is not None and key[0] >= below:
+            continue
         wide = key_of(key)
         have = merged.get(wide)
         merged[wide] = measures if have is None else _add(have, measures)
@@ -380,6 +416,51 @@ def _additions(spec: str, *, sqlite: bool) -> str:
     )
 
 
+def compact_sql(spec: str, dialect: str) -> str:
+    """Recompute a rollup's coarse rows from its finer ones, for buckets in a range.
+
+    Parameters (named): ``fine`` and ``coarse`` grains, ``width`` (the coarse bucket: µs on
+    SQLite, an interval text on PostgreSQL), ``lo`` and ``hi`` (the range of the fine rows'
+    buckets, coarse-aligned). A coarse row is replaced, not added to: its finer
+    rows always hold every event, so the result is right even if a coarse row was already
+    there (written before the marks moved, or by a rebuild).
+    """
+    table = table_name(spec)
+    keys = SPECS[spec]
+    sqlite = dialect == "sqlite"
+    columns = ("grain", "bucket", *keys, *measures(spec))
+    if sqlite:
+        bucket = "bucket - bucket % :width"
+        money = (
+            f"sum(cost_nano) + sum(cost_frac) / {FRAC}", f"sum(cost_frac) % {FRAC}",
+            "agentledger_dsum(cost_extra) FILTER (WHERE cost_extra IS NOT NULL)",
+        )  # fmt: skip
+    else:
+        bucket = "date_bin(:width, bucket, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
+        money = (
+            f"sum(cost_nano) + div(sum(cost_frac), {FRAC})", f"mod(sum(cost_frac), {FRAC})",
+            "sum(cost_extra)",
+        )  # fmt: skip
+    sums = [
+        money[MEASURES.index(m) - COST] if m in MEASURES[COST : COST + 3] else f"sum({m})"
+        for m in measures(spec)
+    ]
+    group = ", ".join(str(i) for i in range(2, 3 + len(keys)))
+    replace = ", ".join(f"{m} = excluded.{m}" for m in measures(spec))
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) "
+        f"SELECT :coarse, {bucket}, {', '.join(keys)}, {', '.join(sums)} FROM {table} "
+        "WHERE grain = :fine AND bucket >= :lo AND bucket < :hi "
+        f"GROUP BY {group} ORDER BY {group} "
+        f"ON CONFLICT (grain, bucket, {', '.join(keys)}) DO UPDATE SET {replace}"
+    )
+    if sqlite:
+        return sql
+    for name in ("coarse", "width", "fine", "lo", "hi"):  # psycopg's named placeholders
+        sql = sql.replace(f":{name}", f"%({name})s")
+    return sql.replace("date_bin(%(width)s", "date_bin(%(width)s::interval")
+
+
 def decimal_add(a: Any, b: Any) -> str:
     """``agentledger_dadd``: exact sum of two decimal texts (SQLite)."""
     return str(_add_extra(Decimal(str(a or 0)), b))
@@ -390,8 +471,8 @@ def decimal_add(a: Any, b: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """A piece of a time range: ``source`` is ``"events"``, ``"h"`` or ``"d"``; bounds in µs
-    since the epoch, ``None`` for open."""
+    """A piece of a time range: ``source`` is ``"events"``, ``"m"``, ``"h"`` or ``"d"``;
+    bounds in µs since the epoch, ``None`` for open."""
 
     source: str
     lo: int | None
@@ -447,6 +528,41 @@ def _edge(lo: int | None, hi: int | None, minutes: bool) -> list[Segment]:
     if m_hi != hi:
         out.append(Segment("events", m_hi, hi))
     return out
+
+
+def refine(segments: Iterable[Segment], marks: Marks | None, minutely: bool) -> list[Segment]:
+    """``segments`` with every coarse piece at or after ``marks`` read at a finer grain.
+
+    Days from ``marks.day`` on become hours; for a ``minutely`` rollup, hours from
+    ``marks.hour`` on become minutes (its finest grain). ``None`` marks: every grain is
+    complete (a store written without compaction).
+    """
+    if marks is None:
+        return list(segments)
+    pieces: list[Segment] = []
+    for segment in segments:
+        for piece in _split(segment, marks.day, "h") if segment.source == "d" else [segment]:
+            if minutely and piece.source == "h":
+                pieces += _split(piece, marks.hour, "m")
+            else:
+                pieces.append(piece)
+    out: list[Segment] = []
+    for piece in pieces:  # neighbours of one grain read as one range
+        if out and out[-1].source == piece.source != "events" and out[-1].hi == piece.lo:
+            out[-1] = Segment(piece.source, out[-1].lo, piece.hi)
+        else:
+            out.append(piece)
+    return out
+
+
+def _split(segment: Segment, mark: int, finer: str) -> list[Segment]:
+    """``segment`` as its own grain before ``mark`` and as ``finer`` from it on."""
+    lo, hi = segment.lo, segment.hi
+    if hi is not None and hi <= mark:
+        return [segment]
+    if lo is not None and lo >= mark:
+        return [Segment(finer, lo, hi)]
+    return [Segment(segment.source, lo, mark), Segment(finer, mark, hi)]
 
 
 def choose(needed: Iterable[str], *, histogram: bool = False) -> str | None:

@@ -34,7 +34,8 @@ from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
-    "Money", "UTCDateTime", "events", "metadata", "rollup_members", "rollup_tables",
+    "Money", "UTCDateTime", "events", "metadata", "rollup_marks", "rollup_members",
+    "rollup_tables",
     "user_numbers",
 ]  # fmt: skip
 
@@ -201,4 +202,13 @@ rollup_members = Table(
     Column("name", String(512), primary_key=True),
     Column("members", LargeBinary, nullable=False),
     sqlite_with_rowid=False,
+)
+
+#: How far the coarse rollup rows are complete (see :class:`agentledger.store.rollups.Marks`):
+#: one row per coarse grain, ``upto`` in µs since the epoch.
+rollup_marks = Table(
+    "rollup_marks",
+    metadata,
+    Column("grain", String(1), primary_key=True),
+    Column("upto", BigInteger, nullable=False),
 )

@@ -13,7 +13,8 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -32,9 +33,7 @@ __all__ = ["HEAD_REVISION", "SQLStore", "normalize_url"]
 
 log = logging.getLogger("agentledger.store")
 
-HEAD_REVISION: Final = (
-    "0007_rollup_integer_money"  # a test checks this against the migration scripts
-)
+HEAD_REVISION: Final = "0008_rollup_marks"  # a test checks this against the migration scripts
 _MIGRATIONS: Final = Path(__file__).with_name("migrations")
 _COLS: Final = ", ".join(ROW_FIELDS)
 _SQLITE_INSERT: Final = (
@@ -94,6 +93,9 @@ class SQLStore:
         #: rollups cost); with it off, reports disagree with the events until a rebuild.
         self.maintain_rollups = True
         self._user_numbers: dict[str, int] = {}  # committed user_id -> number (never change)
+        #: The time (epoch seconds) that decides which rollup buckets have closed and get
+        #: compacted; tests set it to replay a day's writes.
+        self.clock: Callable[[], float] = time.time
         if migrate:
             try:
                 self.migrate()
@@ -226,10 +228,14 @@ class SQLStore:
                 raw.rollback()
                 raise
             numbers.commit()  # numbers given out in a rolled-back transaction are not kept
-            return inserted
+        marks = numbers.marks
+        if marks is not None and rollups.Marks.due(self._now_us()) != marks:
+            self._compact_quietly()
+        return inserted
 
-    def _transaction(self, work: Any) -> Any:
-        """Run ``work(raw_connection)`` in one write transaction (blocking other writers)."""
+    def _transaction(self, work: Any, *, lock_events: bool = True) -> Any:
+        """Run ``work(raw_connection)`` in one write transaction (blocking other writers;
+        on PostgreSQL, unless ``lock_events`` is false, by locking the events table)."""
 
         def run() -> Any:
             with self._lock, self.engine.connect() as conn:
@@ -237,7 +243,7 @@ class SQLStore:
                 try:
                     if self.dialect == "sqlite":
                         raw.execute("BEGIN IMMEDIATE")
-                    else:
+                    elif lock_events:
                         with raw.cursor() as cur:  # writers wait; readers go on
                             cur.execute("LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE")
                     result = work(raw)
@@ -249,13 +255,57 @@ class SQLStore:
 
         return self._guarded(run)
 
+    def compact(self, *, now: float | None = None) -> rollups.Marks:
+        """Build the coarse rollup rows of every bucket closed at ``now`` (epoch seconds;
+        default: :attr:`clock`) that is not compacted yet; return the marks.
+
+        Every write does this for the buckets that closed since the last one, so calling it
+        is only needed in tests and benchmarks, or for a database no longer written to."""
+        now_us = self._now_us() if now is None else round(now * 1_000_000)
+        return rollups.Marks(*self._transaction(
+            lambda raw: compact_on(raw, self.dialect, now_us), lock_events=False
+        ))  # fmt: skip
+
+    def marks(self) -> rollups.Marks:
+        """How far the coarse rollup rows are complete (see :class:`rollups.Marks`)."""
+
+        def read() -> rollups.Marks:
+            with self.engine.connect() as conn:
+                found: dict[str, int] = dict(
+                    conn.execute(text("SELECT grain, upto FROM rollup_marks")).all()
+                )
+            return rollups.Marks(int(found.get("h", 0)), int(found.get("d", 0)))
+
+        return rollups.Marks(*self._guarded(read))
+
+    def _now_us(self) -> int:
+        return round(self.clock() * 1_000_000)
+
+    def _compact_quietly(self) -> None:
+        """Compact after a write: a failure loses nothing (every answer stays exact from the
+        finer rows, and the next write tries again), so it is logged, not raised."""
+        try:
+            self.compact()
+        except Exception as exc:  # the write itself succeeded
+            log.warning("agentledger: rollup compaction failed (will retry): %s", exc)
+
     def rebuild_rollups(self) -> int:
         """Recompute every rollup from the events table; return the events folded.
 
         One transaction: writers wait until it is done, readers see the old rollups until
         it commits. Rollups of events already pruned are lost by a rebuild (see prune).
         """
-        return int(self._transaction(lambda raw: rebuild_rollups_on(raw, self.dialect)))
+
+        def rebuild(raw: Any) -> int:
+            folded = rebuild_rollups_on(raw, self.dialect)  # every grain of every bucket
+            cur = raw.cursor()
+            try:
+                _write_marks(cur, self.dialect, rollups.Marks.due(self._now_us()))
+            finally:
+                cur.close()
+            return folded
+
+        return int(self._transaction(rebuild))
 
     def prune(
         self,
@@ -396,6 +446,7 @@ def _write_sqlite(
         # IMMEDIATE takes the write lock up front, where the busy timeout can wait for it;
         # a deferred transaction that must upgrade its lock fails at once instead.
         cur.execute("BEGIN IMMEDIATE")
+        marks = _read_marks(cur, "sqlite") if with_rollups else None
         last = cur.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
         cur.executemany(_SQLITE_INSERT, params)
         inserted = int(cur.rowcount)
@@ -404,7 +455,8 @@ def _write_sqlite(
                                              (last,))}  # fmt: skip
             params = [p for p in params if p[0] in new]
         if with_rollups:
-            _upsert_rollups(cur, params, "sqlite", numbers)
+            _upsert_rollups(cur, params, "sqlite", numbers, marks=marks)
+        numbers.marks = marks
         return inserted
     finally:
         cur.close()
@@ -416,12 +468,16 @@ def _upsert_rollups(
     dialect: str,
     numbers: _Numbers,
     enabled: bool = True,
+    marks: rollups.Marks | None = None,
 ) -> None:
-    """Add ``params`` (store-ready rows with started_at in epoch µs) to every rollup."""
+    """Add ``params`` (store-ready rows with started_at in epoch µs) to every rollup: the
+    finest grain always, the coarser ones below ``marks`` (all of them without marks)."""
     if not params or not enabled:
         return
-    _add_members(cur, params, dialect, numbers)
-    for spec, rows in rollups.fold(params).items():
+    _add_members(cur, params, dialect, numbers, marks)
+    for spec, rows in rollups.fold(params, marks).items():
+        if not rows:
+            continue
         if dialect == "sqlite":  # one writer at a time: no lock order to keep
             extra = 2 + len(rollups.SPECS[spec]) + rollups.COST + 2
             for i, r in enumerate(rows):
@@ -470,6 +526,91 @@ def _copy_escape(value: str) -> str:
     return value
 
 
+def _read_marks(cur: Any, dialect: str, *, lock: str = "SHARE") -> rollups.Marks:
+    """The rollup marks (PostgreSQL: locked ``FOR SHARE`` by writers, ``FOR UPDATE`` by a
+    compaction, until the transaction ends)."""
+    suffix = "" if dialect == "sqlite" else f" FOR {lock}"
+    cur.execute(f"SELECT grain, upto FROM rollup_marks{suffix}")
+    found = dict(cur.fetchall())
+    return rollups.Marks(int(found.get("h", 0)), int(found.get("d", 0)))
+
+
+def compact_on(raw: Any, dialect: str, now_us: int) -> rollups.Marks:
+    """Build the coarse rollup rows (and bitmaps) of every bucket closed at ``now_us`` that
+    is not compacted yet, and move the marks; on ``raw`` in its open transaction.
+
+    Minute rows make the hours of ``kinds`` and ``what``; then hour rows make the days of
+    every rollup. Each coarse row is recomputed from its finer rows (which hold every
+    event), so running it twice or after a rebuild gives the same rows.
+    """
+    cur = raw.cursor()
+    try:
+        if dialect != "sqlite":  # writers hold the marks FOR SHARE: wait for them, not forever
+            cur.execute("SET LOCAL lock_timeout = '10s'")
+        marks = _read_marks(cur, dialect, lock="UPDATE")
+        due = rollups.Marks.due(now_us)
+        steps = []
+        if due.hour > marks.hour:
+            steps.append(("m", "h", marks.hour, due.hour, rollups.MINUTELY))
+        if due.day > marks.day:
+            steps.append(("h", "d", marks.day, due.day, frozenset(rollups.SPECS)))
+        for fine, coarse, lo, hi, specs in steps:
+            width: Any = rollups.HOUR_US if coarse == "h" else rollups.DAY_US
+            bounds: tuple[Any, Any] = (lo, hi)
+            if dialect != "sqlite":
+                from .schema import from_epoch_us
+
+                width = "1 hour" if coarse == "h" else "1 day"
+                bounds = (from_epoch_us(lo), from_epoch_us(hi))
+            args = {"fine": fine, "coarse": coarse, "width": width, "lo": bounds[0],
+                    "hi": bounds[1]}  # fmt: skip
+            for spec in rollups.SPECS:
+                if spec in specs:
+                    cur.execute(rollups.compact_sql(spec, dialect), args)
+            _compact_members(cur, dialect, fine, coarse, lo, hi)
+        new = rollups.Marks(max(marks.hour, due.hour), max(marks.day, due.day))
+        _write_marks(cur, dialect, new)
+        return new
+    finally:
+        cur.close()
+
+
+def _compact_members(cur: Any, dialect: str, fine: str, coarse: str, lo: int, hi: int) -> None:
+    """The ``coarse`` bitmaps of ``[lo, hi)`` as unions of their ``fine`` ones (replaced)."""
+    from .schema import from_epoch_us, to_epoch_us
+
+    sqlite = dialect == "sqlite"
+    mark = "?" if sqlite else "%s"
+    width = rollups.HOUR_US if coarse == "h" else rollups.DAY_US
+    cur.execute(
+        "SELECT bucket, kind, name, members FROM rollup_members "
+        f"WHERE grain = {mark} AND bucket >= {mark} AND bucket < {mark}",
+        (fine, lo, hi) if sqlite else (fine, from_epoch_us(lo), from_epoch_us(hi)),
+    )
+    unions: dict[tuple[Any, ...], int] = {}
+    for bucket, kind, name, blob in cur.fetchall():
+        at = bucket if sqlite else to_epoch_us(bucket)
+        key = (at - at % width, kind, name)
+        unions[key] = unions.get(key, 0) | int.from_bytes(bytes(blob), "little")
+    rows = [
+        (coarse, at if sqlite else from_epoch_us(at), kind, name, _bitmap(bits))
+        for (at, kind, name), bits in sorted(unions.items())
+    ]  # fmt: skip
+    if rows:
+        cur.executemany(
+            "INSERT INTO rollup_members (grain, bucket, kind, name, members) "
+            f"VALUES ({', '.join([mark] * 5)}) "
+            "ON CONFLICT (grain, bucket, kind, name) DO UPDATE SET members = excluded.members",
+            rows,
+        )
+
+
+def _write_marks(cur: Any, dialect: str, marks: rollups.Marks) -> None:
+    mark = "?" if dialect == "sqlite" else "%s"
+    for grain, upto in (("h", marks.hour), ("d", marks.day)):
+        cur.execute(f"UPDATE rollup_marks SET upto = {mark} WHERE grain = {mark}", (upto, grain))
+
+
 def rebuild_rollups_on(raw: Any, dialect: str, *, chunk: int = 50_000) -> int:
     """Empty the rollups and refold every stored event, on ``raw`` in its open transaction."""
     wanted = {4, 5, 6, 7, 8, 9, 10, 11, 13, 16, 17, 18, 19, 20, 21, 22, 24}
@@ -504,6 +645,8 @@ class _Numbers:
         self.new: dict[str, int] = {}
         self.mark = "?" if dialect == "sqlite" else "%s"
         self.sqlite = dialect == "sqlite"
+        #: The rollup marks the transaction wrote under (None: rollups not maintained).
+        self.marks: rollups.Marks | None = None
 
     def get(self, cur: Any, users: set[str]) -> dict[str, int]:
         missing = [u for u in users if u not in self.cache and u not in self.new]
@@ -530,10 +673,15 @@ class _Numbers:
 
 
 def _add_members(
-    cur: Any, params: Sequence[tuple[Any, ...]], dialect: str, numbers: _Numbers
+    cur: Any,
+    params: Sequence[tuple[Any, ...]],
+    dialect: str,
+    numbers: _Numbers,
+    marks: rollups.Marks | None = None,
 ) -> None:
     """OR the users of ``params`` into the minute, hour and day bitmaps of their (kind,
-    name): a distinct-user count over any range reads bitmaps down to its partial minutes."""
+    name): a distinct-user count over any range reads bitmaps down to its partial minutes.
+    Hour and day bitmaps only below ``marks`` (compaction builds the others)."""
     minutes: dict[tuple[Any, ...], set[str]] = {}
     for p in params:
         user = p[11]
@@ -552,49 +700,72 @@ def _add_members(
     shift = (1).__lshift__
     # Distinct powers of two: their sum is their OR, computed in C.
     groups = {key: sum(map(shift, [number[u] for u in users])) for key, users in minutes.items()}
-    for grain, width in (("h", rollups.HOUR_US), ("d", rollups.DAY_US)):
+    hour_mark, day_mark = (None, None) if marks is None else marks
+    for grain, width, below in (("h", rollups.HOUR_US, hour_mark), ("d", rollups.DAY_US, day_mark)):
         finer = "m" if grain == "h" else "h"
         for (g, bucket, kind, name), bits in list(groups.items()):  # unions of finer ones
-            if g == finer:
+            if g == finer and (below is None or bucket < below):
                 wide = (grain, bucket - bucket % width, kind, name)
                 groups[wide] = groups.get(wide, 0) | bits
-    from .schema import from_epoch_us, to_epoch_us
-
     keys = sorted(groups)  # one order for every writer: no deadlocks between them
-    args = [k if numbers.sqlite else (k[0], from_epoch_us(k[1]), *k[2:]) for k in keys]
-    existing: dict[tuple[Any, ...], int] = {}
     columns = "grain, bucket, kind, name"
-    for chunk in _chunks(args, 2_000):
-        if not numbers.sqlite:
-            # Make sure the rows exist, then lock them: concurrent writers OR in turn.
-            cur.execute(
-                f"INSERT INTO rollup_members ({columns}, members) "
-                f"VALUES {_values(len(chunk), 5, '%s')} ON CONFLICT DO NOTHING",
-                [v for a in chunk for v in (*a, b"")],
-            )
+    if not numbers.sqlite:
+        _or_members_postgres(cur, keys, groups)
+        return
+    existing: dict[tuple[Any, ...], int] = {}
+    for chunk in _chunks(keys, 2_000):
         cur.execute(
             f"SELECT {columns}, members FROM rollup_members WHERE ({columns}) IN "
-            f"(VALUES {_values(len(chunk), 4, numbers.mark)})"
-            + ("" if numbers.sqlite else f" ORDER BY {columns} FOR UPDATE"),
+            f"(VALUES {_values(len(chunk), 4, '?')})",
             [v for a in chunk for v in a],
         )
         for grain, bucket, kind, name, blob in cur.fetchall():
-            at = bucket if numbers.sqlite else to_epoch_us(bucket)
-            existing[(grain, at, kind, name)] = int.from_bytes(bytes(blob), "little")
-    rows = []
-    for key, arg in zip(keys, args, strict=True):
-        bits = existing.get(key, 0) | groups[key]
-        rows.append((*arg, bits.to_bytes((bits.bit_length() + 7) // 8, "little")))
-    upsert = (
-        f"INSERT INTO rollup_members ({columns}, members) VALUES {{values}} "
-        "ON CONFLICT (grain, bucket, kind, name) DO UPDATE SET members = excluded.members"
+            existing[(grain, bucket, kind, name)] = int.from_bytes(blob, "little")
+    rows = [(*key, _bitmap(existing.get(key, 0) | groups[key])) for key in keys]
+    cur.executemany(
+        f"INSERT INTO rollup_members ({columns}, members) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (grain, bucket, kind, name) DO UPDATE SET members = excluded.members",
+        rows,
     )
-    if numbers.sqlite:
-        cur.executemany(upsert.format(values=_values(1, 5, "?")), rows)
-    else:
-        for chunk in _chunks(rows, 2_000):
-            cur.execute(upsert.format(values=_values(len(chunk), 5, "%s")),
-                        [v for r in chunk for v in r])  # fmt: skip
+
+
+def _or_members_postgres(
+    cur: Any, keys: list[tuple[Any, ...]], groups: dict[tuple[Any, ...], int]
+) -> None:
+    """PostgreSQL: make sure the bitmap rows exist, lock them in key order (concurrent
+    writers OR in turn), OR in the new bits. Keys travel as arrays: three statements of
+    constant text, whatever the number of rows (psycopg parses a long VALUES list anew)."""
+    from .schema import from_epoch_us, to_epoch_us
+
+    grains, buckets, kinds, names = (list(c) for c in zip(*keys, strict=True))
+    arrays = [grains, [from_epoch_us(b) for b in buckets], kinds, names]
+    unnest = "unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[])"
+    columns = "grain, bucket, kind, name"
+    cur.execute(
+        f"INSERT INTO rollup_members ({columns}, members) SELECT *, ''::bytea FROM {unnest} "
+        "ON CONFLICT DO NOTHING",
+        arrays,
+    )
+    cur.execute(
+        f"SELECT {columns}, members FROM rollup_members WHERE ({columns}) IN "
+        f"(SELECT * FROM {unnest}) ORDER BY {columns} FOR UPDATE",
+        arrays,
+    )
+    existing = {
+        (grain, to_epoch_us(bucket), kind, name): int.from_bytes(bytes(blob), "little")
+        for grain, bucket, kind, name, blob in cur.fetchall()
+    }
+    cur.execute(
+        "UPDATE rollup_members m SET members = u.members FROM unnest(%s::text[], "
+        "%s::timestamptz[], %s::text[], %s::text[], %s::bytea[]) AS u(grain, bucket, kind, "
+        "name, members) WHERE (m.grain, m.bucket, m.kind, m.name) = "
+        "(u.grain, u.bucket, u.kind, u.name)",
+        [*arrays, [_bitmap(existing.get(k, 0) | groups[k]) for k in keys]],
+    )
+
+
+def _bitmap(bits: int) -> bytes:
+    return bits.to_bytes((bits.bit_length() + 7) // 8, "little")
 
 
 def _values(rows: int, columns: int, mark: str) -> str:
@@ -636,6 +807,9 @@ def _write_postgres(
 ) -> int:
     params = [_pg_params(r) for r in rows]
     with raw.cursor() as cur:
+        # A compaction holds the marks FOR UPDATE: a writer never adds only finest rows for
+        # a bucket that a running compaction has already summed.
+        marks = numbers.marks = _read_marks(cur, "postgresql") if with_rollups else None
         if len(params) < _COPY_MIN_ROWS:
             # One multi-row INSERT .. RETURNING: it says which ids were new.
             values = ", ".join([f"({', '.join(['%s'] * len(ROW_FIELDS))})"] * len(params))
@@ -646,7 +820,7 @@ def _write_postgres(
             )
             new = {r[0] for r in cur.fetchall()}
             _upsert_rollups(cur, [_sqlite_params(r) for r in rows if r[0] in new], "postgresql",
-                            numbers, with_rollups)  # fmt: skip
+                            numbers, with_rollups, marks)  # fmt: skip
             return len(new)
         # Fast path: COPY straight into events. A replayed batch (an id already stored)
         # makes it fail as a whole; then roll back to the savepoint and take the slower
@@ -663,7 +837,7 @@ def _write_postgres(
         else:
             cur.execute("RELEASE SAVEPOINT agentledger_copy")
             _upsert_rollups(cur, [_sqlite_params(r) for r in rows], "postgresql", numbers,
-                            with_rollups)  # fmt: skip
+                            with_rollups, marks)  # fmt: skip
             return len(params)
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS agentledger_stage "
@@ -678,7 +852,7 @@ def _write_postgres(
         )
         new = {r[0] for r in cur.fetchall()}
         _upsert_rollups(cur, [_sqlite_params(r) for r in rows if r[0] in new], "postgresql",
-                        numbers, with_rollups)  # fmt: skip
+                        numbers, with_rollups, marks)  # fmt: skip
         return len(new)
 
 

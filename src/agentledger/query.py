@@ -34,6 +34,7 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    true,
     type_coerce,
     union_all,
 )
@@ -269,7 +270,8 @@ class Query:
 
         Whole days and hours come from the rollup, the partial hours at the edges from the
         events (see :func:`agentledger.store.rollups.plan`), and buckets not compacted yet
-        from the finer rows (:func:`agentledger.store.rollups.refine`).
+        from the finer rows (:func:`agentledger.store.rollups.refine`); per-user questions
+        read runs of whole days from the running user totals (``plan_totals``).
         """
         lo = None if since is None else to_epoch_us(_aware(since, "since"))
         hi = None if until is None else to_epoch_us(_aware(until, "until"))
@@ -277,13 +279,23 @@ class Query:
             return {}
         finest = "h" if series == "hour" else "d"
         minutely = spec in rollups.MINUTELY
-        segments = rollups.plan(lo, hi, finest=finest, minutes=minutely)
-        parts = [
-            self._events_part(dims, segment, filters, series, histogram, wanted)
-            if segment.source == "events"
-            else self._rollup_part(spec, dims, segment, filters, series, histogram, wanted)
-            for segment in rollups.refine(segments, self.store.marks(), minutely)
-        ]
+        marks = self.store.marks()
+        segments = None
+        if spec == "users" and series is None:
+            segments = rollups.plan_totals(lo, hi, marks)
+        if segments is None:
+            plan = rollups.plan(lo, hi, finest=finest, minutes=minutely)
+            segments = rollups.refine(plan, marks, minutely)
+        parts: list[Select[Any]] = []
+        for segment in segments:
+            if segment.source == "events":
+                parts.append(self._events_part(dims, segment, filters, series, histogram, wanted))
+            elif segment.source == "c":
+                parts += self._totals_parts(dims, segment, filters, wanted)
+            else:
+                parts.append(
+                    self._rollup_part(spec, dims, segment, filters, series, histogram, wanted)
+                )
         # One statement: the database sums the pieces (rollup rows and edge events), so
         # only one row per answer key comes back to Python, however long the range.
         union = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
@@ -312,6 +324,76 @@ class Query:
             return func.sum(column)
         return func.agentledger_dsum(column).filter(column.is_not(None))
 
+    def _signed(self, column: Any, sign: int, money: bool = False) -> Any:
+        """``column``, negated for a subtracted segment (exactly, for a decimal)."""
+        if sign > 0:
+            return column
+        if money and self._dialect != "postgresql":
+            return func.agentledger_dneg(column)
+        return -column
+
+    def _totals_parts(
+        self,
+        dims: Sequence[str],
+        segment: rollups.Segment,
+        filters: dict[str, Any],
+        wanted: frozenset[int],
+    ) -> list[Select[Any]]:
+        """A ``c`` segment: per (user, kind), the running totals as of its end, less those
+        as of its start; two seeks per pair and bound, however many days it spans."""
+        from .store.schema import rollup_user_totals, user_numbers
+
+        kinds_table = rollup_tables["kinds"]
+        user, kind = filters.get("user_id"), filters.get("kind")
+        users = (
+            select(literal(user).label("user_id"))
+            if user is not None
+            else union_all(
+                select(user_numbers.c.user_id.label("user_id")),
+                select(literal(rollups.NONE).label("user_id")),
+            )
+        ).subquery("u")
+        kinds = (
+            select(literal(kind).label("kind"))
+            if kind is not None
+            else select(kinds_table.c.kind.label("kind"))
+            .where(kinds_table.c.grain == "d")
+            .distinct()
+        ).subquery("k")
+        keys = {"user_id": users.c.user_id, "kind": kinds.c.kind}
+        parts = []
+        for bound, sign in ((segment.hi, 1), (segment.lo, -1)):
+            if bound is None:
+                continue
+            x, t = rollup_user_totals.alias("x"), rollup_user_totals.alias("t")
+            as_of = (
+                select(func.max(x.c.bucket))
+                .where(
+                    x.c.user_id == users.c.user_id,
+                    x.c.kind == kinds.c.kind,
+                    x.c.bucket < from_epoch_us(bound),
+                )
+                .scalar_subquery()
+            )
+            columns = [
+                self._signed(t.c[m], sign, m == "cost_extra") if i in wanted else _nothing(i)
+                for i, m in enumerate(rollups.MEASURES[: rollups.HIST])
+            ]
+            joined = users.join(kinds, true()).join(
+                t,
+                and_(t.c.user_id == users.c.user_id, t.c.kind == kinds.c.kind, t.c.bucket == as_of),
+            )
+            parts.append(
+                select(
+                    *(
+                        func.nullif(keys[d], rollups.NONE).label(f"k{i}")
+                        for i, d in enumerate(dims)
+                    ),
+                    *(col.label(f"m{i}") for i, col in enumerate(columns)),
+                ).select_from(joined)
+            )
+        return parts
+
     def _series_expr(self, column: Any, series: str) -> Any:
         """``column`` (a UTC time) floored to its day or hour, the same way for both sources."""
         if self._dialect == "postgresql":
@@ -338,7 +420,11 @@ class Query:
         ]
         columns = [
             (
-                (self._money(c[m]) if m == "cost_extra" else func.sum(c[m]))
+                self._signed(
+                    self._money(c[m]) if m == "cost_extra" else func.sum(c[m]),
+                    segment.sign,
+                    m == "cost_extra",
+                )
                 if i in wanted or i >= rollups.HIST
                 else _nothing(i)
             ).label(f"m{i}")
@@ -365,6 +451,9 @@ class Query:
         columns = self._summary_columns(wanted=wanted)
         # Money as the rollups keep it: no integer part, the exact decimal sum as the extra.
         columns[rollups.COST : rollups.COST] = [literal(0, BigInteger), literal(0, BigInteger)]
+        columns = [
+            self._signed(col, segment.sign, i == rollups.COST + 2) for i, col in enumerate(columns)
+        ]
         if histogram:
             # Bucket i holds durations in (bound[i-1], bound[i]], as the live aggregates.
             bounds = [b * 1000.0 for b in DURATION_BOUNDS_S]

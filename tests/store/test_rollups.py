@@ -48,6 +48,12 @@ def test_upgrading_a_database_with_events_fills_the_rollups(db_url: str) -> None
         assert conn.execute(select(rollup_tables["kinds"])).first() is not None
     assert Query(store).totals(distinct_users=True) == expected
     assert Query(store).totals(distinct_users=True).calls == 40
+    marks = store.marks()
+    assert marks.totals == marks.day > 0  # 0009 built the running user totals
+    by_user = Query(store).breakdown("user_id", since=now - timedelta(days=7))
+    assert by_user == Query(store, use_rollups=False).breakdown(
+        "user_id", since=now - timedelta(days=7)
+    )
     store.close()
 
 
@@ -324,3 +330,33 @@ def test_postgres_compaction_waits_for_a_writer_holding_the_marks(pg_url: str) -
     assert store.marks() == rollups.Marks.due(to_epoch_us(datetime(2026, 1, 2, 3, tzinfo=UTC)))
     writer.close()
     store.close()
+
+
+def test_plan_totals_reads_whole_days_as_two_running_totals() -> None:
+    day0 = 20_000 * DAY_US
+    marks = rollups.Marks(hour=day0 + 10 * DAY_US + 7 * HOUR_US, day=day0 + 10 * DAY_US,
+                          totals=day0 + 10 * DAY_US)  # fmt: skip
+    # A start early in its day: the whole day, less its first 3.5 hours.
+    lo, hi = day0 + 3 * HOUR_US + 1_800_000_000, day0 + 10 * DAY_US + 5 * HOUR_US + 60
+    assert rollups.plan_totals(lo, hi, marks) == [
+        Segment("h", day0, day0 + 3 * HOUR_US, -1),
+        Segment("events", day0 + 3 * HOUR_US, lo, -1),
+        Segment("c", day0, day0 + 10 * DAY_US),
+        Segment("h", day0 + 10 * DAY_US, day0 + 10 * DAY_US + 5 * HOUR_US),
+        Segment("events", day0 + 10 * DAY_US + 5 * HOUR_US, hi),
+    ]
+    # A start late in its day: the rest of that day is added.
+    late = day0 + 20 * HOUR_US
+    assert rollups.plan_totals(late, hi, marks)[:2] == [
+        Segment("h", late, day0 + DAY_US),
+        Segment("c", day0 + DAY_US, day0 + 10 * DAY_US),
+    ]
+    # Days after the totals mark are read from day rows; too short a run: no totals.
+    behind = marks._replace(totals=day0 + 6 * DAY_US)
+    assert rollups.plan_totals(day0, None, behind) == [
+        Segment("c", day0, day0 + 6 * DAY_US),
+        Segment("d", day0 + 6 * DAY_US, day0 + 10 * DAY_US),
+        Segment("h", day0 + 10 * DAY_US, None),
+    ]
+    assert rollups.plan_totals(day0 + 4 * DAY_US, None, behind) is None
+    assert rollups.plan_totals(None, None, marks._replace(totals=0)) is None

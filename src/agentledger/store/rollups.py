@@ -64,6 +64,7 @@ __all__ = [
     "fold",
     "money",
     "plan",
+    "plan_totals",
     "refine",
     "split_cost",
 ]
@@ -120,17 +121,21 @@ class Marks(NamedTuple):
     """How far the coarse rollup rows are complete (epoch µs, exclusive, bucket-aligned).
 
     ``hour``: the ``h`` rows of the minutely rollups (and the hourly member bitmaps) hold
-    every event before it; ``day``: the ``d`` rows of every rollup (and the daily bitmaps).
-    The finest rows (``m`` for minutely rollups, ``h`` for the others) are always complete.
+    every event before it; ``day``: the ``d`` rows of every rollup (and the daily bitmaps);
+    ``totals``: the per-user running totals (``rollup_user_totals``) are right for the days
+    before it. The finest rows (``m`` for minutely rollups, ``h`` for the others) are
+    always complete.
     """
 
     hour: int
     day: int
+    totals: int = 0
 
     @classmethod
     def due(cls, now_us: int) -> Marks:
         """The marks once every bucket closed at ``now_us`` is compacted."""
-        return cls(now_us - now_us % HOUR_US, now_us - now_us % DAY_US)
+        day = now_us - now_us % DAY_US
+        return cls(now_us - now_us % HOUR_US, day, day)
 
 
 def table_name(spec: str) -> str:
@@ -271,7 +276,7 @@ def fold(
             acc[10] += measures[9]
             acc[11] += duration
 
-    hour_mark, day_mark = (None, None) if marks is None else marks
+    hour_mark, day_mark = (None, None) if marks is None else (marks.hour, marks.day)
     what_m = {k: _summed(g) for k, g in what.items()}
     what_h = _merged(what_m, lambda k: (k[0] - k[0] % HOUR_US, *k[1:]), hour_mark)
     what_d = _merged(what_h, _to_day, day_mark)
@@ -347,11 +352,11 @@ def _merged(
             continue
         wide = key_of(key)
         have = merged.get(wide)
-        merged[wide] = measures if have is None else _add(have, measures)
+        merged[wide] = measures if have is None else add(have, measures)
     return merged
 
 
-def _add(a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
+def add(a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
     """Two rows of measures added (money carried from cost_frac into cost_nano)."""
     out = [i + j for i, j in zip(a[: COST + 2], b[: COST + 2], strict=True)]
     carry, out[COST + 1] = divmod(out[COST + 1], FRAC)
@@ -461,6 +466,11 @@ def compact_sql(spec: str, dialect: str) -> str:
     return sql.replace("date_bin(%(width)s", "date_bin(%(width)s::interval")
 
 
+def decimal_neg(a: Any) -> str | None:
+    """``agentledger_dneg``: a decimal text negated exactly (SQLite; NULL stays NULL)."""
+    return None if a is None else str(-Decimal(str(a)))
+
+
 def decimal_add(a: Any, b: Any) -> str:
     """``agentledger_dadd``: exact sum of two decimal texts (SQLite)."""
     return str(_add_extra(Decimal(str(a or 0)), b))
@@ -471,12 +481,13 @@ def decimal_add(a: Any, b: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """A piece of a time range: ``source`` is ``"events"``, ``"m"``, ``"h"`` or ``"d"``;
-    bounds in µs since the epoch, ``None`` for open."""
+    """A piece of a time range: ``source`` is ``"events"``, ``"m"``, ``"h"``, ``"d"`` or
+    ``"c"`` (running user totals); bounds in µs since the epoch, ``None`` for open."""
 
     source: str
     lo: int | None
     hi: int | None
+    sign: int = 1  # -1: subtracted (a running-totals range taken wider than asked)
 
 
 def plan(
@@ -553,6 +564,39 @@ def refine(segments: Iterable[Segment], marks: Marks | None, minutely: bool) -> 
         else:
             out.append(piece)
     return out
+
+
+#: Below this many whole days, summing the ``users`` day rows is cheaper than two "as of"
+#: lookups per (user, kind) in the running totals.
+TOTALS_MIN_DAYS: Final = 3
+
+
+def plan_totals(lo: int | None, hi: int | None, marks: Marks) -> list[Segment] | None:
+    """Plan a ``users`` question (no time series) around the running user totals, or None
+    when they would not help (a short range, or totals not built yet).
+
+    The whole days before ``marks.totals`` are one ``c`` segment (the totals as of its end,
+    less those as of its start). A start in the first half of a day takes that whole day
+    and subtracts its head (hours and events before the start, ``sign=-1``) rather than
+    adding the longer rest of the day; the rest of the range is planned as usual.
+    """
+    end = marks.totals if hi is None else min(hi - hi % DAY_US, marks.totals)
+    edge: list[Segment] = []
+    start: int | None = None
+    if lo is not None:
+        day = lo - lo % DAY_US
+        if lo == day:
+            start = day
+        elif lo - day < day + DAY_US - lo:
+            start = day
+            edge = [Segment(s.source, s.lo, s.hi, -1) for s in plan(day, lo)]
+        else:
+            start = day + DAY_US
+            edge = plan(lo, start)
+    if end - (0 if start is None else start) < TOTALS_MIN_DAYS * DAY_US:
+        return None
+    rest = refine(plan(end, hi), marks, minutely=False) if hi is None or end < hi else []
+    return [*edge, Segment("c", start, end), *rest]
 
 
 def _split(segment: Segment, mark: int, finer: str) -> list[Segment]:

@@ -35,7 +35,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
     "Money", "UTCDateTime", "events", "metadata", "rollup_marks", "rollup_members",
-    "rollup_tables",
+    "rollup_tables", "rollup_user_totals",
     "user_numbers",
 ]  # fmt: skip
 
@@ -203,6 +203,33 @@ rollup_members = Table(
     Column("members", LargeBinary, nullable=False),
     sqlite_with_rowid=False,
 )
+
+
+def _user_totals() -> Table:
+    from .rollups import MEASURES, NO_HISTOGRAM
+
+    assert "users" in NO_HISTOGRAM
+    counts = MEASURES[: MEASURES.index("cost_nano")]
+    return Table(
+        "rollup_user_totals",
+        metadata,
+        Column("user_id", _LABEL, primary_key=True),
+        Column("kind", String(16), primary_key=True),
+        Column("bucket", UTCDateTime(), primary_key=True),
+        *(Column(m, BigInteger, nullable=False) for m in counts),
+        Column("cost_nano", BigInteger, nullable=False),
+        Column("cost_frac", BigInteger, nullable=False),
+        Column("cost_extra", Money()),
+        Column("unpriced_calls", BigInteger, nullable=False),
+        Column("duration_ms", Float, nullable=False),
+        sqlite_with_rowid=False,  # clustered by (user, kind, day): one seek finds "as of"
+    )
+
+
+#: Per (user, kind), running totals of the ``users`` rollup through the end of each day the
+#: pair was active: the sums over any run of whole days are two "as of" rows per pair
+#: (``rollup_marks`` grain ``c``: right for the days before it; built by compaction).
+rollup_user_totals = _user_totals()
 
 #: How far the coarse rollup rows are complete (see :class:`agentledger.store.rollups.Marks`):
 #: one row per coarse grain, ``upto`` in µs since the epoch.

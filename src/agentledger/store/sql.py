@@ -33,7 +33,7 @@ __all__ = ["HEAD_REVISION", "SQLStore", "normalize_url"]
 
 log = logging.getLogger("agentledger.store")
 
-HEAD_REVISION: Final = "0008_rollup_marks"  # a test checks this against the migration scripts
+HEAD_REVISION: Final = "0009_rollup_user_totals"  # a test checks this against the migration scripts
 _MIGRATIONS: Final = Path(__file__).with_name("migrations")
 _COLS: Final = ", ".join(ROW_FIELDS)
 _SQLITE_INSERT: Final = (
@@ -135,6 +135,9 @@ class SQLStore:
             dbapi_conn.create_function(
                 "agentledger_dadd", 2, rollups.decimal_add, deterministic=True
             )
+            dbapi_conn.create_function(
+                "agentledger_dneg", 1, rollups.decimal_neg, deterministic=True
+            )
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
@@ -229,7 +232,9 @@ class SQLStore:
                 raise
             numbers.commit()  # numbers given out in a rolled-back transaction are not kept
         marks = numbers.marks
-        if marks is not None and rollups.Marks.due(self._now_us()) != marks:
+        # The clock's hours and days only: totals moved back by late events are rebuilt at
+        # the next hour, not after every batch of a backfill.
+        if marks is not None and rollups.Marks.due(self._now_us())[:2] != marks[:2]:
             self._compact_quietly()
         return inserted
 
@@ -274,7 +279,7 @@ class SQLStore:
                 found: dict[str, int] = dict(
                     conn.execute(text("SELECT grain, upto FROM rollup_marks")).all()
                 )
-            return rollups.Marks(int(found.get("h", 0)), int(found.get("d", 0)))
+            return _marks_of(found)
 
         return rollups.Marks(*self._guarded(read))
 
@@ -298,9 +303,11 @@ class SQLStore:
 
         def rebuild(raw: Any) -> int:
             folded = rebuild_rollups_on(raw, self.dialect)  # every grain of every bucket
+            marks = rollups.Marks.due(self._now_us())
             cur = raw.cursor()
             try:
-                _write_marks(cur, self.dialect, rollups.Marks.due(self._now_us()))
+                _build_user_totals(cur, self.dialect, 0, marks.day)
+                _write_marks(cur, self.dialect, marks)
             finally:
                 cur.close()
             return folded
@@ -474,6 +481,8 @@ def _upsert_rollups(
     finest grain always, the coarser ones below ``marks`` (all of them without marks)."""
     if not params or not enabled:
         return
+    if marks is not None:  # first: on PostgreSQL, marks are locked before any rollup row
+        _lower_totals_mark(cur, dialect, params, marks)
     _add_members(cur, params, dialect, numbers, marks)
     for spec, rows in rollups.fold(params, marks).items():
         if not rows:
@@ -527,20 +536,51 @@ def _copy_escape(value: str) -> str:
 
 
 def _read_marks(cur: Any, dialect: str, *, lock: str = "SHARE") -> rollups.Marks:
-    """The rollup marks (PostgreSQL: locked ``FOR SHARE`` by writers, ``FOR UPDATE`` by a
-    compaction, until the transaction ends)."""
-    suffix = "" if dialect == "sqlite" else f" FOR {lock}"
-    cur.execute(f"SELECT grain, upto FROM rollup_marks{suffix}")
-    found = dict(cur.fetchall())
-    return rollups.Marks(int(found.get("h", 0)), int(found.get("d", 0)))
+    """The rollup marks. On PostgreSQL writers hold the hour and day marks ``FOR SHARE``
+    and a compaction holds every mark ``FOR UPDATE``, until their transactions end; the
+    totals mark is read unlocked by writers (one that lowers it locks it by updating)."""
+    if dialect == "sqlite":
+        cur.execute("SELECT grain, upto FROM rollup_marks")
+        return _marks_of(dict(cur.fetchall()))
+    # One lock order for all: the day and hour marks (in that order), then the totals mark.
+    cur.execute(
+        f"SELECT grain, upto FROM rollup_marks WHERE grain IN ('d', 'h') ORDER BY grain FOR {lock}"
+    )
+    found: dict[str, int] = dict(cur.fetchall())
+    cur.execute(
+        "SELECT grain, upto FROM rollup_marks WHERE grain = 'c'"
+        + (" FOR UPDATE" if lock == "UPDATE" else "")
+    )
+    found.update(cur.fetchall())
+    return _marks_of(found)
 
 
-def compact_on(raw: Any, dialect: str, now_us: int) -> rollups.Marks:
+def _marks_of(found: dict[str, int]) -> rollups.Marks:
+    return rollups.Marks(int(found.get("h", 0)), int(found.get("d", 0)), int(found.get("c", 0)))
+
+
+def _lower_totals_mark(
+    cur: Any, dialect: str, params: Sequence[tuple[Any, ...]], marks: rollups.Marks
+) -> None:
+    """Late events for days that already have running user totals: those totals (and the
+    later ones) are rebuilt by the next compaction, so the mark moves back to their day."""
+    first = min(p[4] for p in params)
+    day = first - first % rollups.DAY_US
+    if day < marks.totals:
+        smaller = "min" if dialect == "sqlite" else "least"
+        mark = "?" if dialect == "sqlite" else "%s"
+        cur.execute(
+            f"UPDATE rollup_marks SET upto = {smaller}(upto, {mark}) WHERE grain = 'c'", (day,)
+        )
+
+
+def compact_on(raw: Any, dialect: str, now_us: int, *, totals: bool = True) -> rollups.Marks:
     """Build the coarse rollup rows (and bitmaps) of every bucket closed at ``now_us`` that
     is not compacted yet, and move the marks; on ``raw`` in its open transaction.
 
     Minute rows make the hours of ``kinds`` and ``what``; then hour rows make the days of
-    every rollup. Each coarse row is recomputed from its finer rows (which hold every
+    every rollup; then the user totals follow the days (unless ``totals`` is false: a
+    schema from before them). Each row is recomputed from finer rows (which hold every
     event), so running it twice or after a rebuild gives the same rows.
     """
     cur = raw.cursor()
@@ -568,7 +608,10 @@ def compact_on(raw: Any, dialect: str, now_us: int) -> rollups.Marks:
                 if spec in specs:
                     cur.execute(rollups.compact_sql(spec, dialect), args)
             _compact_members(cur, dialect, fine, coarse, lo, hi)
-        new = rollups.Marks(max(marks.hour, due.hour), max(marks.day, due.day))
+        day = max(marks.day, due.day)
+        if totals and marks.totals < day:
+            _build_user_totals(cur, dialect, marks.totals, day)
+        new = rollups.Marks(max(marks.hour, due.hour), day, day if totals else marks.totals)
         _write_marks(cur, dialect, new)
         return new
     finally:
@@ -607,8 +650,52 @@ def _compact_members(cur: Any, dialect: str, fine: str, coarse: str, lo: int, hi
 
 def _write_marks(cur: Any, dialect: str, marks: rollups.Marks) -> None:
     mark = "?" if dialect == "sqlite" else "%s"
-    for grain, upto in (("h", marks.hour), ("d", marks.day)):
+    for grain, upto in (("c", marks.totals), ("d", marks.day), ("h", marks.hour)):
         cur.execute(f"UPDATE rollup_marks SET upto = {mark} WHERE grain = {mark}", (upto, grain))
+
+
+_TOTALS: Final = rollups.MEASURES[: rollups.HIST]  # the users rollup's measures
+
+
+def _build_user_totals(cur: Any, dialect: str, lo: int, hi: int) -> None:
+    """Running totals per (user, kind) for the days in ``[lo, hi)``: the totals as of
+    ``lo`` plus each day's ``users`` row, in day order (rows of later days are replaced)."""
+    from .schema import from_epoch_us
+
+    sqlite = dialect == "sqlite"
+    mark = "?" if sqlite else "%s"
+    at = (lo, hi) if sqlite else (from_epoch_us(lo), from_epoch_us(hi))
+    columns = ", ".join(_TOTALS)
+    cur.execute(f"DELETE FROM rollup_user_totals WHERE bucket >= {mark}", (at[0],))
+    days = f"rollup_users WHERE grain = 'd' AND bucket >= {mark} AND bucket < {mark}"
+    cur.execute(
+        f"SELECT t.user_id, t.kind, {', '.join(f't.{m}' for m in _TOTALS)} "
+        f"FROM (SELECT DISTINCT user_id, kind FROM {days}) p JOIN rollup_user_totals t "
+        "ON t.user_id = p.user_id AND t.kind = p.kind AND t.bucket = (SELECT max(x.bucket) "
+        "FROM rollup_user_totals x WHERE x.user_id = p.user_id AND x.kind = p.kind "
+        f"AND x.bucket < {mark})",
+        (*at, at[0]),
+    )
+    running: dict[tuple[str, str], tuple[Any, ...]] = {
+        (user, kind): tuple(m) for user, kind, *m in cur.fetchall()
+    }
+    cur.execute(f"SELECT user_id, kind, bucket, {columns} FROM {days} "
+                "ORDER BY user_id, kind, bucket", at)  # fmt: skip
+    extra = rollups.COST + 2
+    rows = []
+    for user, kind, bucket, *measures in cur.fetchall():
+        before = running.get((user, kind))
+        total = tuple(measures) if before is None else rollups.add(before, tuple(measures))
+        running[(user, kind)] = total
+        if sqlite and total[extra] is not None:  # decimal text on SQLite
+            total = (*total[:extra], str(total[extra]), *total[extra + 1 :])
+        rows.append((user, kind, bucket, *total))
+    if rows:
+        cur.executemany(
+            f"INSERT INTO rollup_user_totals (user_id, kind, bucket, {columns}) "
+            f"VALUES ({', '.join([mark] * (3 + len(_TOTALS)))})",
+            rows,
+        )
 
 
 def rebuild_rollups_on(raw: Any, dialect: str, *, chunk: int = 50_000) -> int:
@@ -700,7 +787,7 @@ def _add_members(
     shift = (1).__lshift__
     # Distinct powers of two: their sum is their OR, computed in C.
     groups = {key: sum(map(shift, [number[u] for u in users])) for key, users in minutes.items()}
-    hour_mark, day_mark = (None, None) if marks is None else marks
+    hour_mark, day_mark = (None, None) if marks is None else (marks.hour, marks.day)
     for grain, width, below in (("h", rollups.HOUR_US, hour_mark), ("d", rollups.DAY_US, day_mark)):
         finer = "m" if grain == "h" else "h"
         for (g, bucket, kind, name), bits in list(groups.items()):  # unions of finer ones

@@ -46,5 +46,5 @@ def downgrade() -> None:
     from agentledger.store.sql import compact_on
 
     bind = op.get_bind()
-    compact_on(bind.connection.driver_connection, bind.dialect.name, _YEAR_9999_US)
+    compact_on(bind.connection.driver_connection, bind.dialect.name, _YEAR_9999_US, totals=False)
     op.drop_table("rollup_marks")

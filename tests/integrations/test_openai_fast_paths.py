@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import weakref
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -381,3 +383,88 @@ def test_a_long_request_model_is_checked_as_before(
     else:
         assert stored == []
         assert ledger.stats().rejected == 1
+
+
+# --- session 4: cheaper reads, no reference cycle, the positional record -----------------------
+def test_the_filter_leaves_the_stream_once_started_so_no_cycle_keeps_it() -> None:
+    """A finished stream is freed by reference counting, as the SDK's own streams are."""
+    stream = _Events(['{"choices":[],"usage":{"prompt_tokens":3}}', "[DONE]"])
+    watcher = _ChatWatcher(hide_usage_chunk=True)
+    assert _skip_usage_events(stream, watcher) is True
+    events_ = stream._iter_events()
+    assert "_iter_events" in vars(stream)  # not started yet: still there
+    assert [sse.data for sse in events_] == ["[DONE]"]
+    assert "_iter_events" not in vars(stream)
+    ref = weakref.ref(stream)
+    gc.disable()
+    try:
+        del stream, events_
+        assert ref() is None  # no garbage collection needed
+    finally:
+        gc.enable()
+    assert watcher.usage is not None
+    assert watcher.usage.input_tokens == 3
+
+
+def test_the_filtered_sdk_stream_is_freed_without_the_garbage_collector(
+    client: openai.OpenAI, ledger: Ledger
+) -> None:
+    al_openai.instrument(ledger=ledger)
+    stream = client.chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, stream=True, extra_headers=usage_header()
+    )
+    inner = object.__getattribute__(stream, "_al_inner")
+    ref = weakref.ref(inner)
+    gc.collect()
+    gc.disable()
+    try:
+        assert len(list(stream)) == 5
+        del stream, inner
+        assert ref() is None
+    finally:
+        gc.enable()
+    assert only_event(ledger).input_tokens == 2000
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        (USAGE, (2000, 600, 1500, 400)),
+        ({"prompt_tokens": 5, "completion_tokens": 2}, (5, 2, 0, 0)),
+        ({"prompt_tokens": 5, "prompt_tokens_details": None, "completion_tokens_details": 3},
+         (5, 0, 0, 0)),
+        ({"prompt_tokens": "5", "completion_tokens": -1, "prompt_tokens_details": {}},
+         (0, 0, 0, 0)),
+    ],
+)  # fmt: skip
+def test_a_usage_dict_reads_as_the_typed_usage_does(
+    usage: dict[str, Any], expected: tuple[int, int, int, int]
+) -> None:
+    from agentledger.integrations.openai import chat_usage
+
+    got = chat_usage(usage)
+    assert got is not None
+    assert (got.input_tokens, got.output_tokens, got.cache_read_tokens,
+            got.reasoning_tokens) == expected  # fmt: skip
+    if usage is USAGE:
+        typed = chat_usage(ChatCompletion.model_validate({**COMPLETION, "usage": USAGE}).usage)
+        assert typed == got
+
+
+def test_reasoning_content_in_a_typed_chunk_counts_as_a_token() -> None:
+    from openai.types.chat import ChatCompletionChunk
+
+    def chunk(delta: dict[str, Any]) -> ChatCompletionChunk:
+        return ChatCompletionChunk.model_validate({
+            "id": "c", "object": "chat.completion.chunk", "created": 1, "model": "deepseek-r1",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+        })  # fmt: skip
+
+    watcher = _ChatWatcher(hide_usage_chunk=False)
+    assert watcher.on_item(chunk({"role": "assistant", "content": ""})) == (True, False)
+    assert watcher.on_item(chunk({"reasoning_content": "thinking"})) == (True, True)
+    assert watcher.on_item(chunk({"reasoning_content": ""})) == (True, False)
+    assert watcher.on_item(chunk({"content": "hi"})) == (True, True)
+    assert watcher.on_item({"choices": [{"delta": {"reasoning_content": "x"}}]}) == (True, True)
+    assert watcher.tokens_seen == 3
+    assert watcher.model == "deepseek-r1"

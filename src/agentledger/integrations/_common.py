@@ -481,24 +481,20 @@ class Call:
             metadata.update(extra)
         u = _NO_USAGE if usage is None else usage
         if error is None:
-            return self._ctx.run(
-                ledger.record_llm, model or request_model or "unknown", u.input_tokens,
-                u.output_tokens, provider=adapter.provider,
-                cache_read_tokens=u.cache_read_tokens, cache_write_tokens=u.cache_write_tokens,
-                cache_write_1h_tokens=u.cache_write_1h_tokens,
-                reasoning_tokens=u.reasoning_tokens, duration_ms=duration_ms,
-                metadata=metadata, started_at=self.started_at,
-            )  # fmt: skip
-        status_code = getattr(error, "status_code", None)
-        if type(status_code) is int:
-            metadata["http_status"] = status_code
+            status, error_type, error_message = "ok", None, None
+        else:
+            status_code = getattr(error, "status_code", None)
+            if type(status_code) is int:
+                metadata["http_status"] = status_code
+            status, error_type = "error", type(error).__name__
+            error_message = str(error) or error_type
         return self._ctx.run(
             ledger.record_llm, model or request_model or "unknown", u.input_tokens,
             u.output_tokens, provider=adapter.provider, cache_read_tokens=u.cache_read_tokens,
             cache_write_tokens=u.cache_write_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens,
             reasoning_tokens=u.reasoning_tokens, duration_ms=duration_ms, metadata=metadata,
-            started_at=self.started_at, status="error", error_type=type(error).__name__,
-            error_message=str(error) or type(error).__name__,
+            started_at=self.started_at, status=status, error_type=error_type,
+            error_message=error_message,
         )  # fmt: skip
 
 

@@ -59,25 +59,36 @@ def chat_usage(usage: Any) -> Usage | None:
     """Chat Completions (and Embeddings) ``usage`` in the ledger's convention."""
     if usage is None:
         return None
-    if type(usage) is not dict:
-        # The SDK's CompletionUsage: plain attribute reads (its fields are always set);
-        # anything else (dicts, other shapes) through attr().
-        try:
-            prompt, details_in = usage.prompt_tokens, usage.prompt_tokens_details
-            completion, details_out = usage.completion_tokens, usage.completion_tokens_details
-            cached = 0 if details_in is None else details_in.cached_tokens
-            reasoning = 0 if details_out is None else details_out.reasoning_tokens
-        except AttributeError:
-            pass
-        else:
-            return Usage(as_int(prompt), as_int(completion), as_int(cached), 0, 0,
-                         as_int(reasoning))  # fmt: skip
+    if type(usage) is dict:  # the usage chunk read from its raw event (see _usage_event)
+        return _dict_usage(usage)
+    # The SDK's CompletionUsage: plain attribute reads (its fields are always set); anything
+    # else (other shapes) through attr().
+    try:
+        prompt, details_in = usage.prompt_tokens, usage.prompt_tokens_details
+        completion, details_out = usage.completion_tokens, usage.completion_tokens_details
+        cached = 0 if details_in is None else details_in.cached_tokens
+        reasoning = 0 if details_out is None else details_out.reasoning_tokens
+    except AttributeError:
+        pass
+    else:
+        return Usage(as_int(prompt), as_int(completion), as_int(cached), 0, 0,
+                     as_int(reasoning))  # fmt: skip
     return Usage(
         input_tokens=as_int(attr(usage, "prompt_tokens")),
         output_tokens=as_int(attr(usage, "completion_tokens")),
         cache_read_tokens=as_int(attr(usage, "prompt_tokens_details", "cached_tokens")),
         reasoning_tokens=as_int(attr(usage, "completion_tokens_details", "reasoning_tokens")),
     )
+
+
+def _dict_usage(usage: dict[str, Any]) -> Usage:
+    """:func:`chat_usage` of a JSON object: ``dict.get`` instead of four ``attr()`` walks."""
+    details_in = usage.get("prompt_tokens_details")
+    details_out = usage.get("completion_tokens_details")
+    cached = details_in.get("cached_tokens") if type(details_in) is dict else None
+    reasoning = details_out.get("reasoning_tokens") if type(details_out) is dict else None
+    return Usage(as_int(usage.get("prompt_tokens")), as_int(usage.get("completion_tokens")),
+                 as_int(cached), 0, 0, as_int(reasoning))  # fmt: skip
 
 
 def responses_usage(usage: Any) -> Usage | None:
@@ -161,13 +172,18 @@ class _ChatWatcher(StreamWatcher):
                 delta = choice.delta
                 tool_calls = delta.tool_calls
                 text = delta.content or delta.refusal
+                if not (text or tool_calls):
+                    # Not a field of the SDK's ChoiceDelta: an extra (DeepSeek, vLLM) if any.
+                    extra = delta.__pydantic_extra__
+                    text = extra.get("reasoning_content") if extra else None
             except AttributeError:
                 delta = attr(choice, "delta")
                 tool_calls = attr(delta, "tool_calls")
-                text = attr(delta, "content") or attr(delta, "refusal")
+                text = (attr(delta, "content") or attr(delta, "refusal")
+                        or attr(delta, "reasoning_content"))  # fmt: skip
             if tool_calls:
                 self.tool_names |= _chat_tool_call_names(tool_calls)
-            if text or tool_calls or attr(delta, "reasoning_content"):
+            if text or tool_calls:
                 token = True
         if token:
             self.tokens_seen += 1
@@ -229,6 +245,11 @@ def _skip_usage_events(stream: Any, watcher: _ChatWatcher) -> bool:
     chunk costs tens of µs and the caller never sees it (it is the chunk we asked for). Where
     the SDK is not shaped like that (another version, a stream already started), nothing is
     filtered and the proxy reads and hides the typed chunk as before. True if installed.
+
+    The filter removes itself from the stream when the SDK calls it (once, as iteration
+    starts): a stream holding a closure that holds the stream is a reference cycle, and the
+    whole finished stream (response, decoder, buffers) would wait for the garbage collector
+    instead of being freed when the caller drops it, as the SDK's own streams are.
     """
     original = getattr(type(stream), "_iter_events", None)
     if original is None or "_iter_events" in vars(stream):
@@ -248,6 +269,7 @@ def _skip_usage_events(stream: Any, watcher: _ChatWatcher) -> bool:
     if is_async:
 
         async def aiter_events() -> AsyncIterator[Any]:
+            vars(stream).pop("_iter_events", None)  # no cycle (see above)
             async for sse in events():
                 if not _taken(sse, watcher):
                     yield sse
@@ -256,6 +278,7 @@ def _skip_usage_events(stream: Any, watcher: _ChatWatcher) -> bool:
         return True
 
     def iter_events() -> Iterator[Any]:
+        vars(stream).pop("_iter_events", None)  # no cycle (see above)
         for sse in events():
             if not _taken(sse, watcher):
                 yield sse

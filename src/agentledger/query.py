@@ -340,7 +340,8 @@ class Query:
         wanted: frozenset[int],
     ) -> list[Select[Any]]:
         """A ``c`` segment: per (user, kind), the running totals as of its end, less those
-        as of its start; two seeks per pair and bound, however many days it spans."""
+        as of its start (one row per pair); two seeks per pair and bound, however many days
+        it spans."""
         from .store.schema import rollup_user_totals, user_numbers
 
         kinds_table = rollup_tables["kinds"]
@@ -361,12 +362,12 @@ class Query:
             .distinct()
         ).subquery("k")
         keys = {"user_id": users.c.user_id, "kind": kinds.c.kind}
-        parts = []
-        for bound, sign in ((segment.hi, 1), (segment.lo, -1)):
-            if bound is None:
-                continue
-            x, t = rollup_user_totals.alias("x"), rollup_user_totals.alias("t")
-            as_of = (
+
+        def as_of(bound: int, name: str) -> tuple[Any, Any]:
+            """The totals table under ``name`` and its join: each pair's last row before
+            ``bound`` (one seek for the bucket, one for the row)."""
+            x, t = rollup_user_totals.alias(f"{name}x"), rollup_user_totals.alias(name)
+            last = (
                 select(func.max(x.c.bucket))
                 .where(
                     x.c.user_id == users.c.user_id,
@@ -375,24 +376,37 @@ class Query:
                 )
                 .scalar_subquery()
             )
-            columns = [
-                self._signed(t.c[m], sign, m == "cost_extra") if i in wanted else _nothing(i)
-                for i, m in enumerate(rollups.MEASURES[: rollups.HIST])
-            ]
-            joined = users.join(kinds, true()).join(
-                t,
-                and_(t.c.user_id == users.c.user_id, t.c.kind == kinds.c.kind, t.c.bucket == as_of),
-            )
-            parts.append(
-                select(
-                    *(
-                        func.nullif(keys[d], rollups.NONE).label(f"k{i}")
-                        for i, d in enumerate(dims)
-                    ),
-                    *(col.label(f"m{i}") for i, col in enumerate(columns)),
-                ).select_from(joined)
-            )
-        return parts
+            on = and_(t.c.user_id == users.c.user_id, t.c.kind == kinds.c.kind, t.c.bucket == last)
+            return t, on
+
+        assert segment.hi is not None  # plan_totals ends a c segment at the totals' mark
+        end, end_on = as_of(segment.hi, "e")
+        joined = users.join(kinds, true()).join(end, end_on)
+        start = None
+        if segment.lo is not None:
+            start, start_on = as_of(segment.lo, "s")
+            joined = joined.outerjoin(start, start_on)
+        columns = []
+        for i, m in enumerate(rollups.MEASURES[: rollups.HIST]):
+            column = end.c[m]
+            if i not in wanted:
+                column = _nothing(i)
+            elif start is not None and m == "cost_extra":
+                less = (
+                    func.agentledger_dadd(column, func.agentledger_dneg(start.c[m]))
+                    if self._dialect != "postgresql"
+                    else func.coalesce(column, 0) - start.c[m]
+                )
+                column = case((start.c[m].is_(None), column), else_=less)
+            elif start is not None:
+                column = column - func.coalesce(start.c[m], 0)
+            columns.append(column)
+        return [
+            select(
+                *(func.nullif(keys[d], rollups.NONE).label(f"k{i}") for i, d in enumerate(dims)),
+                *(col.label(f"m{i}") for i, col in enumerate(columns)),
+            ).select_from(joined)
+        ]
 
     def _series_expr(self, column: Any, series: str) -> Any:
         """``column`` (a UTC time) floored to its day or hour, the same way for both sources."""

@@ -334,24 +334,37 @@ def test_postgres_compaction_waits_for_a_writer_holding_the_marks(pg_url: str) -
 
 def test_plan_totals_reads_whole_days_as_two_running_totals() -> None:
     day0 = 20_000 * DAY_US
-    marks = rollups.Marks(hour=day0 + 10 * DAY_US + 7 * HOUR_US, day=day0 + 10 * DAY_US,
-                          totals=day0 + 10 * DAY_US)  # fmt: skip
-    # A start early in its day: the whole day, less its first 3.5 hours.
-    lo, hi = day0 + 3 * HOUR_US + 1_800_000_000, day0 + 10 * DAY_US + 5 * HOUR_US + 60
+    mark = day0 + 10 * DAY_US + 7 * HOUR_US  # totals hold everything before 07:00 of day 10
+    marks = rollups.Marks(hour=mark, day=day0 + 10 * DAY_US, totals=mark)
+    # A start early in its day: the whole day, less its first 3.5 hours; an end after the
+    # mark: the totals to the mark, then hours and events.
+    lo, hi = day0 + 3 * HOUR_US + 1_800_000_000, day0 + 10 * DAY_US + 9 * HOUR_US + 60
     assert rollups.plan_totals(lo, hi, marks) == [
         Segment("h", day0, day0 + 3 * HOUR_US, -1),
         Segment("events", day0 + 3 * HOUR_US, lo, -1),
-        Segment("c", day0, day0 + 10 * DAY_US),
-        Segment("h", day0 + 10 * DAY_US, day0 + 10 * DAY_US + 5 * HOUR_US),
-        Segment("events", day0 + 10 * DAY_US + 5 * HOUR_US, hi),
+        Segment("c", day0, mark),
+        Segment("h", mark, day0 + 10 * DAY_US + 9 * HOUR_US),
+        Segment("events", day0 + 10 * DAY_US + 9 * HOUR_US, hi),
     ]
     # A start late in its day: the rest of that day is added.
     late = day0 + 20 * HOUR_US
     assert rollups.plan_totals(late, hi, marks)[:2] == [
         Segment("h", late, day0 + DAY_US),
-        Segment("c", day0 + DAY_US, day0 + 10 * DAY_US),
+        Segment("c", day0 + DAY_US, mark),
     ]
-    # Days after the totals mark are read from day rows; too short a run: no totals.
+    # An end late in a past day: the totals to the next midnight, less the last half hour;
+    # an end before the mark on the mark's day: the totals to the mark, less the gap.
+    end = day0 + 8 * DAY_US + 23 * HOUR_US + 1_800_000_000
+    assert rollups.plan_totals(day0, end, marks) == [
+        Segment("c", day0, day0 + 9 * DAY_US),
+        Segment("events", end, day0 + 9 * DAY_US, -1),
+    ]
+    end = day0 + 10 * DAY_US + 6 * HOUR_US
+    assert rollups.plan_totals(day0, end, marks)[-2:] == [
+        Segment("c", day0, mark),
+        Segment("h", end, mark, -1),
+    ]
+    # Totals behind the day rows: day rows after them; too short a run, or none: no totals.
     behind = marks._replace(totals=day0 + 6 * DAY_US)
     assert rollups.plan_totals(day0, None, behind) == [
         Segment("c", day0, day0 + 6 * DAY_US),
@@ -359,4 +372,5 @@ def test_plan_totals_reads_whole_days_as_two_running_totals() -> None:
         Segment("h", day0 + 10 * DAY_US, None),
     ]
     assert rollups.plan_totals(day0 + 4 * DAY_US, None, behind) is None
+    assert rollups.plan_totals(mark + HOUR_US, None, marks) is None
     assert rollups.plan_totals(None, None, marks._replace(totals=0)) is None

@@ -122,9 +122,9 @@ class Marks(NamedTuple):
 
     ``hour``: the ``h`` rows of the minutely rollups (and the hourly member bitmaps) hold
     every event before it; ``day``: the ``d`` rows of every rollup (and the daily bitmaps);
-    ``totals``: the per-user running totals (``rollup_user_totals``) are right for the days
-    before it. The finest rows (``m`` for minutely rollups, ``h`` for the others) are
-    always complete.
+    ``totals``: the per-user running totals (``rollup_user_totals``) hold every event
+    before it (an hour; see :func:`plan_totals` for the bounds they answer). The finest rows
+    (``m`` for minutely rollups, ``h`` for the others) are always complete.
     """
 
     hour: int
@@ -134,8 +134,8 @@ class Marks(NamedTuple):
     @classmethod
     def due(cls, now_us: int) -> Marks:
         """The marks once every bucket closed at ``now_us`` is compacted."""
-        day = now_us - now_us % DAY_US
-        return cls(now_us - now_us % HOUR_US, day, day)
+        hour = now_us - now_us % HOUR_US
+        return cls(hour, now_us - now_us % DAY_US, hour)
 
 
 def table_name(spec: str) -> str:
@@ -575,28 +575,52 @@ def plan_totals(lo: int | None, hi: int | None, marks: Marks) -> list[Segment] |
     """Plan a ``users`` question (no time series) around the running user totals, or None
     when they would not help (a short range, or totals not built yet).
 
-    The whole days before ``marks.totals`` are one ``c`` segment (the totals as of its end,
-    less those as of its start). A start in the first half of a day takes that whole day
-    and subtracts its head (hours and events before the start, ``sign=-1``) rather than
-    adding the longer rest of the day; the rest of the range is planned as usual.
+    Totals answer "everything before ``b``" for a day boundary ``b`` up to the day of
+    ``marks.totals``, and for ``marks.totals`` itself (the last compacted hour), so one
+    ``c`` segment (the totals as of its end, less those as of its start) covers the range
+    from a day boundary to such a bound. Each edge of the range is then either added
+    (hours and events) or, when the other side of it is shorter, covered by the ``c``
+    segment and subtracted (``sign=-1``): a report costs two partial hours of events and at
+    most half a day of hour rows per edge, at any time of day.
     """
-    end = marks.totals if hi is None else min(hi - hi % DAY_US, marks.totals)
+    mark = marks.totals
+    last_day = mark - mark % DAY_US  # day bounds up to here; and ``mark`` itself
+
+    def bounds_around(t: int) -> tuple[int, int | None]:
+        """The valid bounds just at or below ``t`` and just above it (None: none)."""
+        below = min(t - t % DAY_US, last_day) if t < mark else mark
+        if t >= mark:
+            return mark, None
+        above = below + DAY_US if below + DAY_US <= last_day else mark
+        return below, above
+
     edge: list[Segment] = []
     start: int | None = None
     if lo is not None:
-        day = lo - lo % DAY_US
-        if lo == day:
-            start = day
-        elif lo - day < day + DAY_US - lo:
-            start = day
-            edge = [Segment(s.source, s.lo, s.hi, -1) for s in plan(day, lo)]
+        below, above = bounds_around(lo)
+        if lo == below or (above is not None and lo - below <= above - lo):
+            start = below
+            edge = (
+                [Segment(s.source, s.lo, s.hi, -1) for s in plan(below, lo)] if lo > below else []
+            )
+        elif above is not None:
+            start = above
+            edge = plan(lo, above)
         else:
-            start = day + DAY_US
-            edge = plan(lo, start)
+            return None
+    if hi is None:
+        end, tail = mark, refine(plan(mark, None), marks, minutely=False)
+    else:
+        below, above = bounds_around(hi)
+        if hi == below or above is None or hi - below <= above - hi:
+            end = below
+            tail = refine(plan(below, hi), marks, minutely=False) if hi > below else []
+        else:
+            end = above
+            tail = [Segment(s.source, s.lo, s.hi, -1) for s in plan(hi, above)]
     if end - (0 if start is None else start) < TOTALS_MIN_DAYS * DAY_US:
         return None
-    rest = refine(plan(end, hi), marks, minutely=False) if hi is None or end < hi else []
-    return [*edge, Segment("c", start, end), *rest]
+    return [*edge, Segment("c", start, end), *tail]
 
 
 def _split(segment: Segment, mark: int, finer: str) -> list[Segment]:

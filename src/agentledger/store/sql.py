@@ -306,7 +306,7 @@ class SQLStore:
             marks = rollups.Marks.due(self._now_us())
             cur = raw.cursor()
             try:
-                _build_user_totals(cur, self.dialect, 0, marks.day)
+                _build_user_totals(cur, self.dialect, 0, marks.totals, marks.day)
                 _write_marks(cur, self.dialect, marks)
             finally:
                 cur.close()
@@ -565,8 +565,8 @@ def _lower_totals_mark(
     """Late events for days that already have running user totals: those totals (and the
     later ones) are rebuilt by the next compaction, so the mark moves back to their day."""
     first = min(p[4] for p in params)
-    day = first - first % rollups.DAY_US
-    if day < marks.totals:
+    if first < marks.totals:  # back to its day's start: a day's row is rebuilt whole
+        day = first - first % rollups.DAY_US
         smaller = "min" if dialect == "sqlite" else "least"
         mark = "?" if dialect == "sqlite" else "%s"
         cur.execute(
@@ -608,10 +608,10 @@ def compact_on(raw: Any, dialect: str, now_us: int, *, totals: bool = True) -> r
                 if spec in specs:
                     cur.execute(rollups.compact_sql(spec, dialect), args)
             _compact_members(cur, dialect, fine, coarse, lo, hi)
-        day = max(marks.day, due.day)
-        if totals and marks.totals < day:
-            _build_user_totals(cur, dialect, marks.totals, day)
-        new = rollups.Marks(max(marks.hour, due.hour), day, day if totals else marks.totals)
+        day, hour = max(marks.day, due.day), max(marks.hour, due.hour)
+        if totals and marks.totals < hour:
+            _build_user_totals(cur, dialect, marks.totals, hour, day)
+        new = rollups.Marks(hour, day, hour if totals else marks.totals)
         _write_marks(cur, dialect, new)
         return new
     finally:
@@ -657,43 +657,57 @@ def _write_marks(cur: Any, dialect: str, marks: rollups.Marks) -> None:
 _TOTALS: Final = rollups.MEASURES[: rollups.HIST]  # the users rollup's measures
 
 
-def _build_user_totals(cur: Any, dialect: str, lo: int, hi: int) -> None:
-    """Running totals per (user, kind) for the days in ``[lo, hi)``: the totals as of
-    ``lo`` plus each day's ``users`` row, in day order (rows of later days are replaced)."""
-    from .schema import from_epoch_us
+def _build_user_totals(cur: Any, dialect: str, lo: int, hi: int, day_mark: int) -> None:
+    """Bring the running totals per (user, kind) from ``lo`` to ``hi`` (hour bounds): each
+    pair's totals as of ``lo`` plus its ``users`` rows in ``[lo, hi)`` (day rows below
+    ``day_mark``, hour rows above), one row per pair and day, the last one partial."""
+    from .schema import from_epoch_us, to_epoch_us
 
     sqlite = dialect == "sqlite"
     mark = "?" if sqlite else "%s"
-    at = (lo, hi) if sqlite else (from_epoch_us(lo), from_epoch_us(hi))
+    at: Any = (lambda us: us) if sqlite else from_epoch_us
     columns = ", ".join(_TOTALS)
-    cur.execute(f"DELETE FROM rollup_user_totals WHERE bucket >= {mark}", (at[0],))
-    days = f"rollup_users WHERE grain = 'd' AND bucket >= {mark} AND bucket < {mark}"
+    pieces = rollups.refine(rollups.plan(lo, hi), rollups.Marks(hi, day_mark), minutely=False)
+    where = " OR ".join(
+        f"(grain = {mark} AND bucket >= {mark} AND bucket < {mark})" for _ in pieces
+    )
+    args = [v for s in pieces for v in (s.source, at(s.lo), at(s.hi))]
+    rows_of = f"rollup_users WHERE {where}"
     cur.execute(
         f"SELECT t.user_id, t.kind, {', '.join(f't.{m}' for m in _TOTALS)} "
-        f"FROM (SELECT DISTINCT user_id, kind FROM {days}) p JOIN rollup_user_totals t "
+        f"FROM (SELECT DISTINCT user_id, kind FROM {rows_of}) p JOIN rollup_user_totals t "
         "ON t.user_id = p.user_id AND t.kind = p.kind AND t.bucket = (SELECT max(x.bucket) "
         "FROM rollup_user_totals x WHERE x.user_id = p.user_id AND x.kind = p.kind "
         f"AND x.bucket < {mark})",
-        (*at, at[0]),
+        (*args, at(lo)),
     )
     running: dict[tuple[str, str], tuple[Any, ...]] = {
         (user, kind): tuple(m) for user, kind, *m in cur.fetchall()
     }
-    cur.execute(f"SELECT user_id, kind, bucket, {columns} FROM {days} "
-                "ORDER BY user_id, kind, bucket", at)  # fmt: skip
-    extra = rollups.COST + 2
-    rows = []
+    cur.execute(f"SELECT user_id, kind, bucket, {columns} FROM {rows_of} "
+                "ORDER BY user_id, kind, bucket", args)  # fmt: skip
+    totals: dict[tuple[str, str, int], tuple[Any, ...]] = {}
     for user, kind, bucket, *measures in cur.fetchall():
         before = running.get((user, kind))
         total = tuple(measures) if before is None else rollups.add(before, tuple(measures))
         running[(user, kind)] = total
+        us = bucket if sqlite else to_epoch_us(bucket)
+        totals[(user, kind, us - us % rollups.DAY_US)] = total  # the day's last: its total
+    # Rows of later days go; the row of lo's day (partial, or about to be) is replaced.
+    cur.execute(f"DELETE FROM rollup_user_totals WHERE bucket >= {mark}",
+                (at(lo - lo % rollups.DAY_US + rollups.DAY_US),))  # fmt: skip
+    extra = rollups.COST + 2
+    rows = []
+    for (user, kind, day), total in totals.items():
         if sqlite and total[extra] is not None:  # decimal text on SQLite
             total = (*total[:extra], str(total[extra]), *total[extra + 1 :])
-        rows.append((user, kind, bucket, *total))
+        rows.append((user, kind, at(day), *total))
     if rows:
         cur.executemany(
             f"INSERT INTO rollup_user_totals (user_id, kind, bucket, {columns}) "
-            f"VALUES ({', '.join([mark] * (3 + len(_TOTALS)))})",
+            f"VALUES ({', '.join([mark] * (3 + len(_TOTALS)))}) "
+            f"ON CONFLICT (user_id, kind, bucket) DO UPDATE SET "
+            + ", ".join(f"{m} = excluded.{m}" for m in _TOTALS),
             rows,
         )
 

@@ -41,6 +41,11 @@ it has closed, from its finer rows (:func:`compact_sql`), by the first write aft
 to every grain directly, and readers (:func:`refine`) read the finer grain above it. So a
 batch of live events costs one upsert per group instead of three, and the finest rows are
 always complete, which keeps every answer exact whatever the marks say.
+
+Running user totals (``rollup_user_totals``, built by compaction from the ``users`` rows):
+per (user, kind), everything before the end of each day the pair was active (today's row
+up to the last compacted hour). Runs of whole days are the difference of two such rows per
+pair (:func:`plan_totals`), so a per-user report does not grow with the days it spans.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from agentledger.errors import ConfigError
 from agentledger.events import Event
 from agentledger.query import Query
 from agentledger.store import rollups
-from agentledger.store.schema import rollup_tables
+from agentledger.store.schema import rollup_tables, to_epoch_us
 from agentledger.store.sql import SQLStore
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -401,3 +401,26 @@ def test_measures_limit_the_sums_to_the_fields_asked_for(
     ]
     with pytest.raises(ConfigError, match="unknown measure"):
         query.totals(measures=("cost",))
+
+
+def test_a_kind_first_seen_in_the_partial_day_of_the_totals_is_counted(db_url: str) -> None:
+    """Today's running totals (to the last closed hour) can hold a kind with no day row yet:
+    a per-user question over the totals still finds it."""
+    clock = datetime(2026, 6, 10, 9, 30, tzinfo=UTC)
+    store = _store_at(db_url, clock)
+    with Ledger(store=store, handle_signals=False, strict=True) as ledger:
+        for day in range(6, 0, -1):
+            ledger.record_llm("gpt-4o", 100, 10, user_id="ann",
+                              started_at=clock - timedelta(days=day))  # fmt: skip
+        ledger.record_tool("escalate", kind="handoff", user_id="ann",
+                           started_at=clock.replace(hour=2))  # fmt: skip
+    store = _store_at(db_url, clock)
+    marks = store.marks()
+    assert marks.totals == to_epoch_us(clock.replace(minute=0)) > marks.day
+    query = Query(store)
+    since = clock - timedelta(days=5, hours=12)
+    ours = query.breakdown(("user_id", "kind"), since=since, until=clock)
+    raw = Query(store, use_rollups=False).breakdown(("user_id", "kind"), since=since, until=clock)
+    assert sorted(ours, key=repr) == sorted(raw, key=repr)
+    assert {g.key for g in ours} == {("ann", "llm"), ("ann", "handoff")}
+    store.close()

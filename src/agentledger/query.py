@@ -33,6 +33,7 @@ from sqlalchemy import (
     func,
     literal,
     null,
+    or_,
     select,
     true,
     type_coerce,
@@ -354,11 +355,20 @@ class Query:
                 select(literal(rollups.NONE).label("user_id")),
             )
         ).subquery("u")
+        # Every kind with totals: those of the day rows, and of the hours of the last
+        # (partial) day of totals, whose kinds may not have a day row yet.
+        assert segment.hi is not None  # plan_totals ends a c segment at a totals bound
+        today = from_epoch_us(segment.hi - segment.hi % rollups.DAY_US)
         kinds = (
             select(literal(kind).label("kind"))
             if kind is not None
             else select(kinds_table.c.kind.label("kind"))
-            .where(kinds_table.c.grain == "d")
+            .where(
+                or_(
+                    kinds_table.c.grain == "d",
+                    and_(kinds_table.c.grain == "h", kinds_table.c.bucket >= today),
+                )
+            )
             .distinct()
         ).subquery("k")
         keys = {"user_id": users.c.user_id, "kind": kinds.c.kind}
@@ -379,7 +389,6 @@ class Query:
             on = and_(t.c.user_id == users.c.user_id, t.c.kind == kinds.c.kind, t.c.bucket == last)
             return t, on
 
-        assert segment.hi is not None  # plan_totals ends a c segment at the totals' mark
         end, end_on = as_of(segment.hi, "e")
         joined = users.join(kinds, true()).join(end, end_on)
         start = None

@@ -424,3 +424,36 @@ def test_a_kind_first_seen_in_the_partial_day_of_the_totals_is_counted(db_url: s
     assert sorted(ours, key=repr) == sorted(raw, key=repr)
     assert {g.key for g in ours} == {("ann", "llm"), ("ann", "handoff")}
     store.close()
+
+
+def test_a_users_breakdown_seeks_each_pair_in_the_running_totals(sqlite_url: str) -> None:
+    """The running-totals part must look up each (user, kind) by its whole key: a plan that
+    scans the totals by user and tests every row (seen once, when the pairs' row estimate
+    changed) answers the same but costs time in proportion to history."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    from agentledger.store.sql import _DecimalSum
+
+    clock = datetime(2026, 6, 10, 9, 30, tzinfo=UTC)
+    store = _store_at(sqlite_url, clock)
+    with Ledger(store=store, handle_signals=False, strict=True) as ledger:
+        for i in range(60):
+            ledger.record_llm("gpt-4o", 100, 10, user_id=f"u{i % 7}",
+                              started_at=clock - timedelta(hours=3 * i))  # fmt: skip
+    store = _store_at(sqlite_url, clock)
+    seen: list[tuple[str, object]] = []
+    event.listen(store.engine, "before_cursor_execute",
+                 lambda _c, _cur, sql, params, *_: seen.append((sql, params)))  # fmt: skip
+    Query(store).breakdown(("user_id", "kind"), since=clock - timedelta(days=6), until=clock)
+    sql, params = seen[-1]
+    conn = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+    conn.create_function("agentledger_dneg", 1, rollups.decimal_neg)
+    conn.create_function("agentledger_dadd", 2, rollups.decimal_add)
+    conn.create_aggregate("agentledger_dsum", 1, _DecimalSum)
+    plan = [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]  # type: ignore[arg-type]
+    conn.close()
+    lookups = [p for p in plan if p.startswith("SEARCH e ")]
+    assert lookups == ["SEARCH e USING PRIMARY KEY (user_id=? AND kind=? AND bucket=?)"], plan
+    store.close()

@@ -377,7 +377,23 @@ class Query:
 
         def as_of(bound: int, name: str) -> tuple[Any, Any]:
             """The totals table under ``name`` and its join: each pair's last row before
-            ``bound`` (one seek for the bucket, one for the row)."""
+            ``bound``. PostgreSQL: a LATERAL subquery (one backward index seek; with the
+            SQLite form below its planner hashed the whole table); SQLite, which has no
+            LATERAL: one seek for the bucket, one for the row."""
+            if self._dialect == "postgresql":
+                t = rollup_user_totals.alias(f"{name}t")
+                row = (
+                    select(t)
+                    .where(
+                        t.c.user_id == users.c.user_id,
+                        t.c.kind == kinds.c.kind,
+                        t.c.bucket < from_epoch_us(bound),
+                    )
+                    .order_by(t.c.bucket.desc())
+                    .limit(1)
+                    .lateral(name)
+                )
+                return row, true()
             x, t = rollup_user_totals.alias(f"{name}x"), rollup_user_totals.alias(name)
             last = (
                 select(func.max(x.c.bucket))

@@ -457,3 +457,35 @@ def test_a_users_breakdown_seeks_each_pair_in_the_running_totals(sqlite_url: str
     lookups = [p for p in plan if p.startswith("SEARCH e ")]
     assert lookups == ["SEARCH e USING PRIMARY KEY (user_id=? AND kind=? AND bucket=?)"], plan
     store.close()
+
+
+def test_a_partial_hour_with_fewer_events_outside_is_read_as_the_hour_less_those(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A range's last partial hour whose rest holds fewer events (a range ending now: none)
+    is its hour row less the rest's events, not every event since the hour began."""
+    now = datetime(2026, 6, 10, 9, 58, tzinfo=UTC)
+    until = now.replace(minute=50)
+    store = _store_at(db_url, now)
+    with Ledger(store=store, handle_signals=False, strict=True) as ledger:
+        for i in range(80):
+            ledger.record_llm("gpt-4o", 100 + i, 10, bot_id=f"b{i % 3}", user_id=f"u{i % 5}",
+                              started_at=until - timedelta(minutes=7 * i + 1))  # fmt: skip
+        ledger.record_llm(
+            "gpt-4o", 7, 1, bot_id="b1", user_id="u1", started_at=until + timedelta(minutes=5)
+        )  # the rest of the hour
+    store = _store_at(db_url, now)
+    flipped: list[rollups.Segment] = []
+    real = rollups.flip
+    monkeypatch.setattr(rollups, "flip", lambda s: flipped.append(s) or real(s))
+    query, raw = Query(store), Query(store, use_rollups=False)
+    since = until - timedelta(hours=5, minutes=20)
+    for by in ("bot_id", ("user_id", "kind")):
+        ours = query.breakdown(by, since=since, until=until)
+        assert sorted(ours, key=repr) == sorted(raw.breakdown(by, since=since, until=until),
+                                                key=repr)  # fmt: skip
+    assert query.totals(bot_id="b1", since=since, until=until) == raw.totals(
+        bot_id="b1", since=since, until=until
+    )
+    assert any(s.hi == to_epoch_us(until) for s in flipped)
+    store.close()

@@ -374,3 +374,20 @@ def test_plan_totals_reads_whole_days_as_two_running_totals() -> None:
     assert rollups.plan_totals(day0 + 4 * DAY_US, None, behind) is None
     assert rollups.plan_totals(mark + HOUR_US, None, marks) is None
     assert rollups.plan_totals(None, None, marks._replace(totals=0)) is None
+
+
+def test_flip_reads_a_partial_hour_as_the_hour_less_the_rest() -> None:
+    hour = 20_000 * DAY_US + 5 * HOUR_US
+    inside = Segment("events", hour + 600_000_000, hour + 2_400_000_000, -1)
+    assert rollups.flip(inside) == [
+        Segment("h", hour, hour + HOUR_US, -1),
+        Segment("events", hour, hour + 600_000_000, 1),
+        Segment("events", hour + 2_400_000_000, hour + HOUR_US, 1),
+    ]
+    assert rollups.flip(Segment("events", hour, hour + 60)) == [
+        Segment("h", hour, hour + HOUR_US),
+        Segment("events", hour + 60, hour + HOUR_US, -1),
+    ]
+    assert rollups.inside_one_hour(Segment("events", hour, hour + HOUR_US)) is None  # whole
+    assert rollups.inside_one_hour(Segment("events", hour + 60, hour + HOUR_US + 60)) is None
+    assert rollups.inside_one_hour(Segment("h", hour, hour + 60)) is None

@@ -66,6 +66,7 @@ __all__ = [
     "Segment",
     "choose",
     "compact_sql",
+    "flip",
     "fold",
     "money",
     "plan",
@@ -626,6 +627,32 @@ def plan_totals(lo: int | None, hi: int | None, marks: Marks) -> list[Segment] |
     if end - (0 if start is None else start) < TOTALS_MIN_DAYS * DAY_US:
         return None
     return [*edge, Segment("c", start, end), *tail]
+
+
+def inside_one_hour(segment: Segment) -> int | None:
+    """The hour (start, µs) that holds all of an events ``segment`` but is not all of it,
+    else None."""
+    lo, hi = segment.lo, segment.hi
+    if segment.source != "events" or lo is None or hi is None or lo >= hi:
+        return None
+    hour = lo - lo % HOUR_US
+    return hour if hi <= hour + HOUR_US and (lo, hi) != (hour, hour + HOUR_US) else None
+
+
+def flip(segment: Segment) -> list[Segment]:
+    """An events ``segment`` inside one hour as that hour's rollup row less the events of
+    the rest of the hour: the same sums, cheaper when the rest holds fewer events (a range
+    ending now: none). For rollups whose hour rows are their finest (always complete)."""
+    hour = inside_one_hour(segment)
+    assert hour is not None
+    assert segment.lo is not None
+    assert segment.hi is not None
+    out = [Segment("h", hour, hour + HOUR_US, segment.sign)]
+    if segment.lo > hour:
+        out.append(Segment("events", hour, segment.lo, -segment.sign))
+    if segment.hi < hour + HOUR_US:
+        out.append(Segment("events", segment.hi, hour + HOUR_US, -segment.sign))
+    return out
 
 
 def _split(segment: Segment, mark: int, finer: str) -> list[Segment]:

@@ -594,11 +594,10 @@ def plan_totals(lo: int | None, hi: int | None, marks: Marks) -> list[Segment] |
 
     def bounds_around(t: int) -> tuple[int, int | None]:
         """The valid bounds just at or below ``t`` and just above it (None: none)."""
-        below = min(t - t % DAY_US, last_day) if t < mark else mark
         if t >= mark:
             return mark, None
-        above = below + DAY_US if below + DAY_US <= last_day else mark
-        return below, above
+        below = t - t % DAY_US  # at most last_day, as t < mark
+        return below, below + DAY_US if below + DAY_US <= last_day else mark
 
     edge: list[Segment] = []
     start: int | None = None
@@ -606,9 +605,7 @@ def plan_totals(lo: int | None, hi: int | None, marks: Marks) -> list[Segment] |
         below, above = bounds_around(lo)
         if lo == below or (above is not None and lo - below <= above - lo):
             start = below
-            edge = (
-                [Segment(s.source, s.lo, s.hi, -1) for s in plan(below, lo)] if lo > below else []
-            )
+            edge = _less(plan(below, lo)) if lo > below else []
         elif above is not None:
             start = above
             edge = plan(lo, above)
@@ -623,10 +620,15 @@ def plan_totals(lo: int | None, hi: int | None, marks: Marks) -> list[Segment] |
             tail = refine(plan(below, hi), marks, minutely=False) if hi > below else []
         else:
             end = above
-            tail = [Segment(s.source, s.lo, s.hi, -1) for s in plan(hi, above)]
+            tail = _less(plan(hi, above))
     if end - (0 if start is None else start) < TOTALS_MIN_DAYS * DAY_US:
         return None
     return [*edge, Segment("c", start, end), *tail]
+
+
+def _less(segments: list[Segment]) -> list[Segment]:
+    """``segments`` subtracted instead of added."""
+    return [Segment(s.source, s.lo, s.hi, -s.sign) for s in segments]
 
 
 def inside_one_hour(segment: Segment) -> int | None:

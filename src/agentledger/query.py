@@ -32,6 +32,7 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    literal_column,
     null,
     or_,
     select,
@@ -43,7 +44,7 @@ from sqlalchemy import (
 from ._aggregates import DURATION_BOUNDS_S
 from .errors import ConfigError
 from .store import rollups
-from .store.schema import events, from_epoch_us, rollup_tables, to_epoch_us
+from .store.schema import Money, events, from_epoch_us, rollup_tables, to_epoch_us
 from .store.sql import SQLStore
 
 __all__ = ["BREAKDOWN_DIMENSIONS", "Group", "Query", "Summary", "days_ago"]
@@ -61,6 +62,8 @@ _FIELDS: Final[dict[str, tuple[int, ...]]] = {
     "cost_usd": (7, 8, 9), "unpriced_calls": (10,), "duration_ms_total": (11,),
 }  # fmt: skip
 _ALL: Final = frozenset(range(rollups.HIST))
+#: Summary's fields in rollups.MEASURES positions (money: the exact decimal's position).
+_SUMMARY_POSITIONS: Final = (0, 1, 2, 3, 4, 5, 6, rollups.COST + 2, 10, 11)
 
 
 def days_ago(days: float, *, now: datetime | None = None) -> datetime:
@@ -150,13 +153,22 @@ class Query:
             clauses.append(events.c.tags[key].as_string() == value)
         return clauses
 
-    def _summary_columns(
-        self, distinct_users: bool = False, wanted: frozenset[int] = _ALL
-    ) -> list[Any]:
-        """The Summary's sums over events (and distinct users, when asked: it costs); sums
-        not ``wanted`` (rollups.MEASURES positions) are constant zeros."""
+    def _event_sums(self, split_money: bool = False) -> list[Any]:
+        """Sums over events for each :data:`rollups.MEASURES` position before the histogram.
+
+        Money is the exact decimal sum in the ``cost_extra`` position (the others 0), or,
+        with ``split_money`` on SQLite, split as the rollups keep it: plain decimals summed
+        natively as nano-dollars and 1e-21 units, only the odd ones by the decimal function.
+        """
         c = events.c
-        sums = [
+        nano: Any = literal(0, BigInteger)
+        frac: Any = literal(0, BigInteger)
+        extra = self._money(c.cost_usd)
+        if split_money and self._dialect != "postgresql":
+            parts = rollups.sqlite_split_cost(f"{events.name}.{c.cost_usd.name}")
+            nano, frac = (func.coalesce(func.sum(literal_column(p)), 0) for p in parts[:2])
+            extra = self._money(literal_column(parts[2], Money()))
+        return [
             func.count().label("calls"),
             func.coalesce(func.sum(case((c.status == "error", 1), else_=0)), 0),
             func.coalesce(func.sum(c.input_tokens), 0),
@@ -164,17 +176,23 @@ class Query:
             func.coalesce(func.sum(c.cache_read_tokens), 0),
             func.coalesce(func.sum(c.cache_write_tokens), 0),
             func.coalesce(func.sum(c.reasoning_tokens), 0),
-            self._money(c.cost_usd),
+            nano,
+            frac,
+            extra,
             func.coalesce(func.sum(case((c.cost_source == "unpriced", 1), else_=0)), 0),
             func.coalesce(func.sum(c.duration_ms), 0.0),
         ]
+
+    def _summary_columns(
+        self, distinct_users: bool = False, wanted: frozenset[int] = _ALL
+    ) -> list[Any]:
+        """The Summary's sums over events (and distinct users, when asked: it costs); sums
+        not ``wanted`` (rollups.MEASURES positions) are constant zeros."""
+        sums = self._event_sums()
         # Summary order: the money column stands for the three rollup money measures.
-        positions = [0, 1, 2, 3, 4, 5, 6, rollups.COST + 2, 10, 11]
-        columns = [
-            col if i in wanted else _nothing(i) for col, i in zip(sums, positions, strict=True)
-        ]
+        columns = [sums[i] if i in wanted else _nothing(i) for i in _SUMMARY_POSITIONS]
         if distinct_users:
-            columns.append(func.count(func.distinct(c.user_id)))
+            columns.append(func.count(func.distinct(events.c.user_id)))
         return columns
 
     @staticmethod
@@ -289,28 +307,33 @@ class Query:
             segments = rollups.refine(plan, marks, minutely)
         if not minutely:
             segments = self._cheaper_edges(segments)
+        # Only the measures asked for travel through the pieces and the sums (the rest
+        # are zeros in the answer): the users report sums 4 columns per row, not 12.
+        cols = sorted(wanted)
+        if histogram:
+            cols += range(rollups.HIST, rollups.HIST + len(rollups.HIST_COLUMNS))
         parts: list[Select[Any]] = []
         for segment in segments:
             if segment.source == "events":
-                parts.append(self._events_part(dims, segment, filters, series, histogram, wanted))
+                parts.append(self._events_part(dims, segment, filters, series, histogram, cols))
             elif segment.source == "c":
-                parts += self._totals_parts(dims, segment, filters, wanted)
+                parts += self._totals_parts(dims, segment, filters, cols)
             else:
-                parts.append(
-                    self._rollup_part(spec, dims, segment, filters, series, histogram, wanted)
-                )
+                parts.append(self._rollup_part(spec, dims, segment, filters, series, cols))
         # One statement: the database sums the pieces (rollup rows and edge events), so
         # only one row per answer key comes back to Python, however long the range.
         union = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
         n = len(dims) + (series is not None)
-        width = rollups.HIST + (len(rollups.HIST_COLUMNS) if histogram else 0)
         keys = [union.c[f"k{i}"] for i in range(n)]
         extra = rollups.COST + 2
         sums = [
             self._money(union.c[f"m{i}"]) if i == extra else func.sum(union.c[f"m{i}"])
-            for i in range(width)
+            for i in cols
         ]
         query = select(*keys, *sums).group_by(*keys) if keys else select(*sums)
+        # Each answer row's sums at their MEASURES positions (None: not asked for, zero).
+        spread: list[Any] = [None] * (rollups.HIST + len(rollups.HIST_COLUMNS) * histogram)
+        at = list(enumerate(cols, n))
         out: dict[tuple[Any, ...], list[Any]] = {}
         for row in self._run(query):
             key = tuple(row[:n])
@@ -318,7 +341,9 @@ class Query:
                 key = (_bucket_to_us(key[0]), *key[1:])
             if not keys and not row[n]:
                 continue  # no rows at all: the aggregate row of an empty set
-            out[key] = rollups.measures_of(row[n:])
+            for j, i in at:
+                spread[i] = row[j]
+            out[key] = rollups.measures_of(spread)
         return out
 
     def _cheaper_edges(self, segments: list[rollups.Segment]) -> list[rollups.Segment]:
@@ -362,7 +387,7 @@ class Query:
         dims: Sequence[str],
         segment: rollups.Segment,
         filters: dict[str, Any],
-        wanted: frozenset[int],
+        cols: Sequence[int],
     ) -> list[Select[Any]]:
         """A ``c`` segment: per (user, kind), the running totals as of its end, less those
         as of its start (one row per pair); two seeks per pair and bound, however many days
@@ -438,11 +463,10 @@ class Query:
             start, start_on = as_of(segment.lo, "s")
             joined = joined.outerjoin(start, start_on)
         columns = []
-        for i, m in enumerate(rollups.MEASURES[: rollups.HIST]):
+        for i in cols:
+            m = rollups.MEASURES[i]
             column = end.c[m]
-            if i not in wanted:
-                column = _nothing(i)
-            elif start is not None and m == "cost_extra":
+            if start is not None and m == "cost_extra":
                 less = (
                     func.agentledger_dadd(column, func.agentledger_dneg(start.c[m]))
                     if self._dialect != "postgresql"
@@ -455,7 +479,7 @@ class Query:
         return [
             select(
                 *(func.nullif(keys[d], rollups.NONE).label(f"k{i}") for i, d in enumerate(dims)),
-                *(col.label(f"m{i}") for i, col in enumerate(columns)),
+                *(col.label(f"m{i}") for i, col in zip(cols, columns, strict=True)),
             ).select_from(joined)
         ]
 
@@ -474,27 +498,16 @@ class Query:
         segment: rollups.Segment,
         filters: dict[str, Any],
         series: str | None,
-        histogram: bool,
-        wanted: frozenset[int],
+        cols: Sequence[int],
     ) -> Select[Any]:
         c = rollup_tables[spec].c
         keys: list[Any] = [] if series is None else [self._series_expr(c.bucket, series)]
         keys += [func.nullif(c[d], rollups.NONE) for d in dims]  # '' is NULL in events
-        measures = rollups.MEASURES[
-            : rollups.HIST + (len(rollups.HIST_COLUMNS) if histogram else 0)
-        ]
-        columns = [
-            (
-                self._signed(
-                    self._money(c[m]) if m == "cost_extra" else func.sum(c[m]),
-                    segment.sign,
-                    m == "cost_extra",
-                )
-                if i in wanted or i >= rollups.HIST
-                else _nothing(i)
-            ).label(f"m{i}")
-            for i, m in enumerate(measures)
-        ]
+        columns = []
+        for i in cols:
+            m = rollups.MEASURES[i]
+            total = self._money(c[m]) if m == "cost_extra" else func.sum(c[m])
+            columns.append(self._signed(total, segment.sign, m == "cost_extra").label(f"m{i}"))
         labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
         query = select(*labelled, *columns).where(and_(*_rollup_where(c, segment, filters)))
         return query.group_by(*keys) if keys else query
@@ -506,19 +519,15 @@ class Query:
         filters: dict[str, Any],
         series: str | None,
         histogram: bool,
-        wanted: frozenset[int],
+        cols: Sequence[int],
     ) -> Select[Any]:
         since = None if segment.lo is None else from_epoch_us(segment.lo)
         until = None if segment.hi is None else from_epoch_us(segment.hi)
         c = events.c
         keys: list[Any] = [] if series is None else [self._series_expr(c.started_at, series)]
         keys += [c[d] for d in dims]
-        columns = self._summary_columns(wanted=wanted)
-        # Money as the rollups keep it: no integer part, the exact decimal sum as the extra.
-        columns[rollups.COST : rollups.COST] = [literal(0, BigInteger), literal(0, BigInteger)]
-        columns = [
-            self._signed(col, segment.sign, i == rollups.COST + 2) for i, col in enumerate(columns)
-        ]
+        # Money as the rollups keep it (nano-dollars, 1e-21 units, the odd decimals).
+        sums = self._event_sums(split_money=True)
         if histogram:
             # Bucket i holds durations in (bound[i-1], bound[i]], as the live aggregates.
             bounds = [b * 1000.0 for b in DURATION_BOUNDS_S]
@@ -530,9 +539,11 @@ class Query:
                     *([c.duration_ms > low] if low is not None else []),
                     *([c.duration_ms <= high] if high is not None else []),
                 )
-                columns.append(func.coalesce(func.sum(case((test, 1), else_=0)), 0))
+                sums.append(func.coalesce(func.sum(case((test, 1), else_=0)), 0))
+        extra = rollups.COST + 2
+        columns = [self._signed(sums[i], segment.sign, i == extra).label(f"m{i}") for i in cols]
         labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
-        query = select(*labelled, *(col.label(f"m{i}") for i, col in enumerate(columns))).where(
+        query = select(*labelled, *columns).where(
             and_(True, *self._where(since, until, None, filters))
         )
         return query.group_by(*keys) if keys else query
@@ -681,7 +692,10 @@ class Query:
                 raise ConfigError(f"quantiles are in (0, 100], got {q!r}")
         spec = None if exact else self._spec((), tags, filters, False, histogram=True)
         if spec is not None:
-            found = self._from_rollups(spec, (), since, until, filters, histogram=True)
+            only_calls = frozenset((0,))  # and the histogram
+            found = self._from_rollups(
+                spec, (), since, until, filters, histogram=True, wanted=only_calls
+            )
             measures = found.get(())
             hist = [0] * len(rollups.HIST_COLUMNS) if measures is None else measures[10:]
             return {q: _from_histogram(hist, q) for q in quantiles}

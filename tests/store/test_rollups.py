@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -9,6 +10,8 @@ from decimal import Decimal
 import pytest
 from alembic import command
 from alembic.config import Config
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
 from agentledger import Ledger
@@ -130,8 +133,8 @@ def test_fold_keeps_minutes_for_kinds_and_what_only_and_aligns_every_bucket(
 )  # fmt: skip
 def test_split_cost_and_money_round_trip_exactly(cost: str) -> None:
     value = Decimal(cost)
-    for given in (cost, value):
-        nano, frac, extra = rollups.split_cost(given)
+    for text_or_decimal in (cost, value):
+        nano, frac, extra = rollups.split_cost(text_or_decimal)
         assert 0 <= frac < rollups.FRAC
         assert rollups.money(nano, frac, extra) == value
     assert str(rollups.money(*rollups.split_cost(cost))) == str(rollups.tidy(value))
@@ -157,6 +160,65 @@ def test_rollup_money_is_exact_for_costs_beyond_21_decimal_places(db_url: str) -
     by_user = {g.key: g.summary.cost_usd for g in q.breakdown("user_id", since=since)}
     assert by_user == {g.key: g.summary.cost_usd for g in events_only.breakdown("user_id")}
     assert rollups.EXACT.add(*by_user.values()) == expected
+    store.close()
+
+
+_ODD_COSTS = (
+    "0", "0E-9", "0E+2", "0.5", "12", "0.0061520", "1.5E-7", "-0.25", "1234567890.25",
+    "123456789.123456789012345678901", "0.0000000000000000000000033", "7.000000000000000000000001",
+    "999999999.999999999999999999999", "0.000000000001", "5E+3",
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.sampled_from(_ODD_COSTS),
+        st.decimals(allow_nan=False, allow_infinity=False).map(str),
+        st.builds(
+            lambda digits, places: str(Decimal(digits).scaleb(-places)),
+            st.integers(0, 10**31), st.integers(0, 32),
+        ),
+    )
+)  # fmt: skip
+def test_sqlite_split_cost_is_split_cost_in_sql(cost: str) -> None:
+    """The database's split of a decimal text is exact: integer parts that make the same
+    Decimal, or the text itself as the extra; plain decimals never take the slow path."""
+    nano, frac, extra = rollups.sqlite_split_cost("x")
+    with sqlite3.connect(":memory:") as conn:
+        got = conn.execute(f"SELECT {nano}, {frac}, {extra} FROM (SELECT ? AS x)", (cost,))
+        n, f, e = got.fetchone()
+    if e is None:
+        assert 0 <= f < rollups.FRAC
+        assert rollups.money(n, f, None) == Decimal(cost)
+    else:
+        assert (n, f, e) == (0, 0, cost)
+    whole, dot, fraction = cost.partition(".")
+    if whole.isdigit() and len(whole) <= 9 and (not dot or fraction.isdigit()):
+        assert e is None or len(fraction) > 21, cost
+
+
+def test_edge_events_with_odd_costs_sum_exactly(db_url: str) -> None:
+    """Events read at a range's partial hours (added or subtracted) sum their costs
+    exactly, whatever their text: exponents, signs, more than 21 places, large values."""
+    store = SQLStore(db_url)
+    base = 20_000 * DAY_US + 5 * HOUR_US
+    rows = [
+        _event_row(base + 7_000_000 + i * 200_000_000, c, user=f"u{i % 3}")
+        for i, c in enumerate(_ODD_COSTS)
+    ]
+    assert store.write(rows) == len(rows)
+    q, events_only = Query(store), Query(store, use_rollups=False)
+    last = base + 7_000_000 + (len(rows) - 1) * 200_000_000
+    ranges = [
+        (base + 1, base + HOUR_US - 1), (base + 500_000_000, last), (base + 1, last - 1),
+        (base - HOUR_US, base + 1_500_000_000), (base + 1_000_000_000, base + 2 * DAY_US),
+    ]  # fmt: skip
+    for lo, hi in ranges:
+        window = {"since": from_epoch_us(lo), "until": from_epoch_us(hi)}
+        assert q.totals(**window) == events_only.totals(**window), (lo, hi)
+        ours = {g.key: g.summary for g in q.breakdown("user_id", **window)}
+        assert ours == {g.key: g.summary for g in events_only.breakdown("user_id", **window)}
     store.close()
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import reduce
 from typing import Annotated, Any
 
 import typer
@@ -25,6 +26,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from ..errors import StoreError, StoreUnavailable
 from ..events import KINDS, ROW_FIELDS, STATUSES, Event
 from ..query import Query
+from ..store.rollups import EXACT
 from ..store.schema import events
 from ..store.sql import SQLStore
 from ..summary import metrics_summary, to_jsonable
@@ -543,7 +545,7 @@ def _totals(found: list[Event]) -> dict[str, Any]:
         "input_tokens": sum(e.input_tokens for e in found),
         "output_tokens": sum(e.output_tokens for e in found),
         "total_tokens": sum(e.total_tokens for e in found),
-        "cost_usd": sum((e.cost_usd or Decimal(0) for e in found), Decimal(0)),
+        "cost_usd": reduce(EXACT.add, (e.cost_usd or Decimal(0) for e in found), Decimal(0)),
         "unpriced_calls": sum(e.cost_source == "unpriced" for e in found),
     }
 

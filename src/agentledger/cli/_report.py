@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import reduce
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from ..query import Query, Summary
+from ..store.rollups import EXACT
 from ._app import DbOption, UsageError, _open, app, console
 
 REPORT_TYPES = (
@@ -70,13 +72,16 @@ def _tools(q: Query, f: dict[str, Any]) -> Report:
     return Report("MCP tool performance", ["Tool", "Calls", "Failures", "Avg Time (ms)"], rows)
 
 
+_NO_CALLS = Summary()
+
+
 def _users(q: Query, f: dict[str, Any]) -> Report:
     per: dict[Any, dict[str, Summary]] = {}
     for g in q.breakdown(("user_id", "kind"), order=None, measures=("cost_usd",), **f):
         per.setdefault(g.key[0], {})[g.key[1]] = g.summary
     rows = [
-        [user, kinds.get("command", Summary()).calls, kinds.get("llm", Summary()).calls,
-         sum((s.cost_usd for s in kinds.values()), Decimal(0))]
+        [user, kinds.get("command", _NO_CALLS).calls, kinds.get("llm", _NO_CALLS).calls,
+         reduce(EXACT.add, (s.cost_usd for s in kinds.values()), Decimal(0))]
         for user, kinds in per.items()
     ]  # fmt: skip
     rows.sort(key=lambda r: (-(r[1] + r[2]), str(r[0])))

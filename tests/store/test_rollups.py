@@ -18,7 +18,12 @@ from agentledger import Ledger
 from agentledger.query import Query
 from agentledger.store import rollups
 from agentledger.store.rollups import DAY_US, HOUR_US, Segment, plan
-from agentledger.store.schema import from_epoch_us, rollup_tables, to_epoch_us
+from agentledger.store.schema import (
+    from_epoch_us,
+    rollup_tables,
+    rollup_user_totals,
+    to_epoch_us,
+)
 from agentledger.store.sql import _MIGRATIONS, HEAD_REVISION, SQLStore
 
 
@@ -294,6 +299,63 @@ def test_marks_migration_up_starts_at_now_and_down_compacts_everything(db_url: s
     store.close()
 
 
+def _user_totals(store: SQLStore) -> list[tuple[str, str, int, int, Decimal]]:
+    t = rollup_user_totals.c
+    query = select(t.user_id, t.kind, t.bucket, t.calls, t.cost_nano, t.cost_frac, t.cost_extra)
+    with store.engine.connect() as conn:
+        return [
+            (r.user_id, r.kind, to_epoch_us(r.bucket), r.calls,
+             rollups.money(r.cost_nano, r.cost_frac, r.cost_extra))
+            for r in conn.execute(query.order_by(t.user_id, t.kind, t.bucket))
+        ]  # fmt: skip
+
+
+def _assert_totals_as_of(store: SQLStore, width: int, mark: int) -> None:
+    """Each totals row holds its pair's events before the end of its bucket (or the mark)."""
+    raw = Query(store, use_rollups=False)
+    rows = _user_totals(store)
+    assert rows
+    for user, kind, bucket, calls, cost in rows:
+        assert bucket % width == 0
+        until = from_epoch_us(min(bucket + width, mark))
+        expected = raw.totals(user_id=user, kind=kind, until=until)
+        assert (calls, cost) == (expected.calls, expected.cost_usd), (user, kind, bucket)
+
+
+def test_hourly_totals_migration_down_keeps_each_day_and_up_rebuilds_the_hours(
+    db_url: str,
+) -> None:
+    """0010 keeps a totals row per (user, kind) and active hour; back at 0009 one per day
+    (its last hour's, at the day's start); up again, the hours are rebuilt."""
+    store = SQLStore(db_url)
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    now = start + timedelta(days=6, hours=5, minutes=20)
+    store.clock = lambda: now.timestamp()
+    with Ledger(store=store, handle_signals=False, strict=True) as ledger:
+        for i in range(64):
+            ledger.record_llm("gpt-4o", 100 + i, 10, user_id=f"u{i % 3}",
+                              started_at=start + timedelta(minutes=139 * i))  # fmt: skip
+    store.compact(now=now.timestamp())
+    mark = store.marks().totals
+    assert mark == to_epoch_us(now) - to_epoch_us(now) % HOUR_US
+    hourly = _user_totals(store)
+    assert len(hourly) == len({(u, k, b) for u, k, b, *_ in hourly}) > 3 * 6
+    _assert_totals_as_of(store, HOUR_US, mark)
+    _alembic(store, "0009_rollup_user_totals", down=True)
+    assert len(_user_totals(store)) == len({(u, b - b % DAY_US) for u, _, b, *_ in hourly})
+    _assert_totals_as_of(store, DAY_US, mark)
+    store.close()
+    store = SQLStore(db_url)  # back to head
+    store.clock = lambda: now.timestamp()
+    assert _user_totals(store) == hourly
+    q, raw = Query(store), Query(store, use_rollups=False)
+    window = {"since": start + timedelta(days=1, hours=13, minutes=10), "until": now}
+    assert q.breakdown(("user_id", "kind"), **window) == raw.breakdown(
+        ("user_id", "kind"), **window
+    )
+    store.close()
+
+
 def test_refine_reads_the_finer_grain_from_the_marks_on() -> None:
     day0 = 20_000 * DAY_US
     marks = rollups.Marks(hour=day0 + DAY_US + 5 * HOUR_US, day=day0 + DAY_US)
@@ -394,38 +456,34 @@ def test_postgres_compaction_waits_for_a_writer_holding_the_marks(pg_url: str) -
     store.close()
 
 
-def test_plan_totals_reads_whole_days_as_two_running_totals() -> None:
+def test_plan_totals_reads_whole_hours_as_two_running_totals() -> None:
     day0 = 20_000 * DAY_US
     mark = day0 + 10 * DAY_US + 7 * HOUR_US  # totals hold everything before 07:00 of day 10
     marks = rollups.Marks(hour=mark, day=day0 + 10 * DAY_US, totals=mark)
-    # A start early in its day: the whole day, less its first 3.5 hours; an end after the
-    # mark: the totals to the mark, then hours and events.
+    # A start at 03:30: the totals from 03:00, less the half hour's events; an end after
+    # the mark: the totals to the mark, then hour rows and events.
     lo, hi = day0 + 3 * HOUR_US + 1_800_000_000, day0 + 10 * DAY_US + 9 * HOUR_US + 60
     assert rollups.plan_totals(lo, hi, marks) == [
-        Segment("h", day0, day0 + 3 * HOUR_US, -1),
         Segment("events", day0 + 3 * HOUR_US, lo, -1),
-        Segment("c", day0, mark),
+        Segment("c", day0 + 3 * HOUR_US, mark),
         Segment("h", mark, day0 + 10 * DAY_US + 9 * HOUR_US),
         Segment("events", day0 + 10 * DAY_US + 9 * HOUR_US, hi),
     ]
-    # A start late in its day: the rest of that day is added.
-    late = day0 + 20 * HOUR_US
+    # A start late in its hour: the rest of that hour is added, at any time of day.
+    late = day0 + 20 * HOUR_US + 2_400_000_000  # 20:40
     assert rollups.plan_totals(late, hi, marks)[:2] == [
-        Segment("h", late, day0 + DAY_US),
-        Segment("c", day0 + DAY_US, mark),
+        Segment("events", late, day0 + 21 * HOUR_US),
+        Segment("c", day0 + 21 * HOUR_US, mark),
     ]
-    # An end late in a past day: the totals to the next midnight, less the last half hour;
-    # an end before the mark on the mark's day: the totals to the mark, less the gap.
-    end = day0 + 8 * DAY_US + 23 * HOUR_US + 1_800_000_000
+    # An end late in its hour: the totals to the next hour, less the last 20 minutes; an
+    # end on an hour boundary before the mark: the totals to it, nothing else.
+    end = day0 + 8 * DAY_US + 12 * HOUR_US + 2_400_000_000
     assert rollups.plan_totals(day0, end, marks) == [
-        Segment("c", day0, day0 + 9 * DAY_US),
-        Segment("events", end, day0 + 9 * DAY_US, -1),
+        Segment("c", day0, day0 + 8 * DAY_US + 13 * HOUR_US),
+        Segment("events", end, day0 + 8 * DAY_US + 13 * HOUR_US, -1),
     ]
     end = day0 + 10 * DAY_US + 6 * HOUR_US
-    assert rollups.plan_totals(day0, end, marks)[-2:] == [
-        Segment("c", day0, mark),
-        Segment("h", end, mark, -1),
-    ]
+    assert rollups.plan_totals(day0, end, marks) == [Segment("c", day0, end)]
     # Totals behind the day rows: day rows after them; too short a run, or none: no totals.
     behind = marks._replace(totals=day0 + 6 * DAY_US)
     assert rollups.plan_totals(day0, None, behind) == [
@@ -434,6 +492,7 @@ def test_plan_totals_reads_whole_days_as_two_running_totals() -> None:
         Segment("h", day0 + 10 * DAY_US, None),
     ]
     assert rollups.plan_totals(day0 + 4 * DAY_US, None, behind) is None
+    assert rollups.plan_totals(mark - 2 * DAY_US, None, marks) is None
     assert rollups.plan_totals(mark + HOUR_US, None, marks) is None
     assert rollups.plan_totals(None, None, marks._replace(totals=0)) is None
 

@@ -43,9 +43,10 @@ batch of live events costs one upsert per group instead of three, and the finest
 always complete, which keeps every answer exact whatever the marks say.
 
 Running user totals (``rollup_user_totals``, built by compaction from the ``users`` rows):
-per (user, kind), everything before the end of each day the pair was active (today's row
-up to the last compacted hour). Runs of whole days are the difference of two such rows per
-pair (:func:`plan_totals`), so a per-user report does not grow with the days it spans.
+per (user, kind), everything before the end of each hour the pair was active, up to the
+last compacted hour. Any run of whole hours is the difference of two such rows per pair
+(:func:`plan_totals`), so a per-user report does not grow with the days it spans, nor
+with the time of day its range starts or ends.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ class Marks(NamedTuple):
     ``hour``: the ``h`` rows of the minutely rollups (and the hourly member bitmaps) hold
     every event before it; ``day``: the ``d`` rows of every rollup (and the daily bitmaps);
     ``totals``: the per-user running totals (``rollup_user_totals``) hold every event
-    before it (an hour; see :func:`plan_totals` for the bounds they answer). The finest rows
+    before it (an hour boundary; see :func:`plan_totals`). The finest rows
     (``m`` for minutely rollups, ``h`` for the others) are always complete.
     """
 
@@ -609,23 +610,22 @@ def plan_totals(lo: int | None, hi: int | None, marks: Marks) -> list[Segment] |
     """Plan a ``users`` question (no time series) around the running user totals, or None
     when they would not help (a short range, or totals not built yet).
 
-    Totals answer "everything before ``b``" for a day boundary ``b`` up to the day of
-    ``marks.totals``, and for ``marks.totals`` itself (the last compacted hour), so one
-    ``c`` segment (the totals as of its end, less those as of its start) covers the range
-    from a day boundary to such a bound. Each edge of the range is then either added
-    (hours and events) or, when the other side of it is shorter, covered by the ``c``
-    segment and subtracted (``sign=-1``): a report costs two partial hours of events and at
-    most half a day of hour rows per edge, at any time of day.
+    Totals answer "everything before ``b``" for every hour boundary ``b`` up to
+    ``marks.totals`` (the last compacted hour), so one ``c`` segment (the totals as of its
+    end, less those as of its start) covers the whole hours of the range. A partial hour at
+    an edge is either added (its events) or, when the rest of its hour is shorter, covered
+    by the ``c`` segment and subtracted (``sign=-1``); after the mark come hour rows and
+    events. A report costs two seeks per pair and bound and at most two half hours of
+    events, at any time of day.
     """
     mark = marks.totals
-    last_day = mark - mark % DAY_US  # day bounds up to here; and ``mark`` itself
 
     def bounds_around(t: int) -> tuple[int, int | None]:
         """The valid bounds just at or below ``t`` and just above it (None: none)."""
         if t >= mark:
             return mark, None
-        below = t - t % DAY_US  # at most last_day, as t < mark
-        return below, below + DAY_US if below + DAY_US <= last_day else mark
+        below = t - t % HOUR_US
+        return below, below + HOUR_US  # at most the mark: it is an hour boundary above t
 
     edge: list[Segment] = []
     start: int | None = None

@@ -33,7 +33,7 @@ __all__ = ["HEAD_REVISION", "SQLStore", "normalize_url"]
 
 log = logging.getLogger("agentledger.store")
 
-HEAD_REVISION: Final = "0009_rollup_user_totals"  # a test checks this against the migration scripts
+HEAD_REVISION: Final = "0010_hourly_user_totals"  # a test checks this against the migration scripts
 _MIGRATIONS: Final = Path(__file__).with_name("migrations")
 _COLS: Final = ", ".join(ROW_FIELDS)
 _SQLITE_INSERT: Final = (
@@ -306,7 +306,8 @@ class SQLStore:
             marks = rollups.Marks.due(self._now_us())
             cur = raw.cursor()
             try:
-                _build_user_totals(cur, self.dialect, 0, marks.totals, marks.day)
+                cur.execute("DELETE FROM rollup_user_totals")
+                _build_user_totals(cur, self.dialect, 0, marks.totals)
                 _write_marks(cur, self.dialect, marks)
             finally:
                 cur.close()
@@ -562,15 +563,15 @@ def _marks_of(found: dict[str, int]) -> rollups.Marks:
 def _lower_totals_mark(
     cur: Any, dialect: str, params: Sequence[tuple[Any, ...]], marks: rollups.Marks
 ) -> None:
-    """Late events for days that already have running user totals: those totals (and the
-    later ones) are rebuilt by the next compaction, so the mark moves back to their day."""
+    """Late events for hours that already have running user totals: those totals (and the
+    later ones) are rebuilt by the next compaction, so the mark moves back to their hour."""
     first = min(p[4] for p in params)
-    if first < marks.totals:  # back to its day's start: a day's row is rebuilt whole
-        day = first - first % rollups.DAY_US
+    if first < marks.totals:  # back to its hour's start: an hour's row is rebuilt whole
+        hour = first - first % rollups.HOUR_US
         smaller = "min" if dialect == "sqlite" else "least"
         mark = "?" if dialect == "sqlite" else "%s"
         cur.execute(
-            f"UPDATE rollup_marks SET upto = {smaller}(upto, {mark}) WHERE grain = 'c'", (day,)
+            f"UPDATE rollup_marks SET upto = {smaller}(upto, {mark}) WHERE grain = 'c'", (hour,)
         )
 
 
@@ -610,7 +611,7 @@ def compact_on(raw: Any, dialect: str, now_us: int, *, totals: bool = True) -> r
             _compact_members(cur, dialect, fine, coarse, lo, hi)
         day, hour = max(marks.day, due.day), max(marks.hour, due.hour)
         if totals and marks.totals < hour:
-            _build_user_totals(cur, dialect, marks.totals, hour, day)
+            _build_user_totals(cur, dialect, marks.totals, hour)
         new = rollups.Marks(hour, day, hour if totals else marks.totals)
         _write_marks(cur, dialect, new)
         return new
@@ -657,51 +658,43 @@ def _write_marks(cur: Any, dialect: str, marks: rollups.Marks) -> None:
 _TOTALS: Final = rollups.MEASURES[: rollups.HIST]  # the users rollup's measures
 
 
-def _build_user_totals(cur: Any, dialect: str, lo: int, hi: int, day_mark: int) -> None:
+def _build_user_totals(cur: Any, dialect: str, lo: int, hi: int) -> None:
     """Bring the running totals per (user, kind) from ``lo`` to ``hi`` (hour bounds): each
-    pair's totals as of ``lo`` plus its ``users`` rows in ``[lo, hi)`` (day rows below
-    ``day_mark``, hour rows above), one row per pair and day, the last one partial."""
-    from .schema import from_epoch_us, to_epoch_us
+    pair's totals as of ``lo`` plus its ``users`` hour rows in ``[lo, hi)``, one totals row
+    per pair and hour it was active (replacing any row already there)."""
+    from .schema import from_epoch_us
 
     sqlite = dialect == "sqlite"
     mark = "?" if sqlite else "%s"
     at: Any = (lambda us: us) if sqlite else from_epoch_us
     columns = ", ".join(_TOTALS)
-    pieces = rollups.refine(rollups.plan(lo, hi), rollups.Marks(hi, day_mark), minutely=False)
-    where = " OR ".join(
-        f"(grain = {mark} AND bucket >= {mark} AND bucket < {mark})" for _ in pieces
-    )
-    args = [v for s in pieces for v in (s.source, at(s.lo), at(s.hi))]
-    rows_of = f"rollup_users WHERE {where}"
+    rows_of = f"rollup_users WHERE grain = 'h' AND bucket >= {mark} AND bucket < {mark}"
     cur.execute(
         f"SELECT t.user_id, t.kind, {', '.join(f't.{m}' for m in _TOTALS)} "
         f"FROM (SELECT DISTINCT user_id, kind FROM {rows_of}) p JOIN rollup_user_totals t "
         "ON t.user_id = p.user_id AND t.kind = p.kind AND t.bucket = (SELECT max(x.bucket) "
         "FROM rollup_user_totals x WHERE x.user_id = p.user_id AND x.kind = p.kind "
         f"AND x.bucket < {mark})",
-        (*args, at(lo)),
+        (at(lo), at(hi), at(lo)),
     )
     running: dict[tuple[str, str], tuple[Any, ...]] = {
         (user, kind): tuple(m) for user, kind, *m in cur.fetchall()
     }
     cur.execute(f"SELECT user_id, kind, bucket, {columns} FROM {rows_of} "
-                "ORDER BY user_id, kind, bucket", args)  # fmt: skip
-    totals: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+                "ORDER BY user_id, kind, bucket", (at(lo), at(hi)))  # fmt: skip
+    extra = rollups.COST + 2
+    rows = []
     for user, kind, bucket, *measures in cur.fetchall():
         before = running.get((user, kind))
         total = tuple(measures) if before is None else rollups.add(before, tuple(measures))
         running[(user, kind)] = total
-        us = bucket if sqlite else to_epoch_us(bucket)
-        totals[(user, kind, us - us % rollups.DAY_US)] = total  # the day's last: its total
-    # Rows of later days go; the row of lo's day (partial, or about to be) is replaced.
-    cur.execute(f"DELETE FROM rollup_user_totals WHERE bucket >= {mark}",
-                (at(lo - lo % rollups.DAY_US + rollups.DAY_US),))  # fmt: skip
-    extra = rollups.COST + 2
-    rows = []
-    for (user, kind, day), total in totals.items():
         if sqlite and total[extra] is not None:  # decimal text on SQLite
-            total = (*total[:extra], str(total[extra]), *total[extra + 1 :])
-        rows.append((user, kind, at(day), *total))
+            rows.append((user, kind, bucket, *total[:extra], str(total[extra]),
+                         *total[extra + 1 :]))  # fmt: skip
+        else:
+            rows.append((user, kind, bucket, *total))
+    # A row already at a (pair, hour) of [lo, hi) is an older build's (the mark moved back
+    # for late events): replaced. None lies beyond: rows are built up to the mark only.
     if rows:
         cur.executemany(
             f"INSERT INTO rollup_user_totals (user_id, kind, bucket, {columns}) "

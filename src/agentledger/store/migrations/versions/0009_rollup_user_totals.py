@@ -54,7 +54,7 @@ def upgrade() -> None:
         raw: Any = bind.connection.driver_connection
         cur = raw.cursor()
         try:
-            _build_user_totals(cur, bind.dialect.name, 0, int(day), int(day))
+            _build_user_totals(cur, bind.dialect.name, 0, int(day))
         finally:
             cur.close()
 

@@ -32,7 +32,6 @@ from sqlalchemy import (
     cast,
     func,
     literal,
-    literal_column,
     null,
     or_,
     select,
@@ -44,7 +43,7 @@ from sqlalchemy import (
 from ._aggregates import DURATION_BOUNDS_S
 from .errors import ConfigError
 from .store import rollups
-from .store.schema import Money, events, from_epoch_us, rollup_tables, to_epoch_us
+from .store.schema import events, from_epoch_us, rollup_tables, to_epoch_us
 from .store.sql import SQLStore
 
 __all__ = ["BREAKDOWN_DIMENSIONS", "Group", "Query", "Summary", "days_ago"]
@@ -153,21 +152,10 @@ class Query:
             clauses.append(events.c.tags[key].as_string() == value)
         return clauses
 
-    def _event_sums(self, split_money: bool = False) -> list[Any]:
-        """Sums over events for each :data:`rollups.MEASURES` position before the histogram.
-
-        Money is the exact decimal sum in the ``cost_extra`` position (the others 0), or,
-        with ``split_money`` on SQLite, split as the rollups keep it: plain decimals summed
-        natively as nano-dollars and 1e-21 units, only the odd ones by the decimal function.
-        """
+    def _event_sums(self) -> list[Any]:
+        """Sums over events for each :data:`rollups.MEASURES` position before the histogram;
+        money is the exact decimal sum in the ``cost_extra`` position (the others 0)."""
         c = events.c
-        nano: Any = literal(0, BigInteger)
-        frac: Any = literal(0, BigInteger)
-        extra = self._money(c.cost_usd)
-        if split_money and self._dialect != "postgresql":
-            parts = rollups.sqlite_split_cost(f"{events.name}.{c.cost_usd.name}")
-            nano, frac = (func.coalesce(func.sum(literal_column(p)), 0) for p in parts[:2])
-            extra = self._money(literal_column(parts[2], Money()))
         return [
             func.count().label("calls"),
             func.coalesce(func.sum(case((c.status == "error", 1), else_=0)), 0),
@@ -176,9 +164,9 @@ class Query:
             func.coalesce(func.sum(c.cache_read_tokens), 0),
             func.coalesce(func.sum(c.cache_write_tokens), 0),
             func.coalesce(func.sum(c.reasoning_tokens), 0),
-            nano,
-            frac,
-            extra,
+            literal(0, BigInteger),
+            literal(0, BigInteger),
+            self._money(c.cost_usd),
             func.coalesce(func.sum(case((c.cost_source == "unpriced", 1), else_=0)), 0),
             func.coalesce(func.sum(c.duration_ms), 0.0),
         ]
@@ -522,8 +510,9 @@ class Query:
         c = events.c
         keys: list[Any] = [] if series is None else [self._series_expr(c.started_at, series)]
         keys += [c[d] for d in dims]
-        # Money as the rollups keep it (nano-dollars, 1e-21 units, the odd decimals).
-        sums = self._event_sums(split_money=True)
+        # Money as an exact decimal sum (a Python aggregate step per event on SQLite: SQL
+        # string functions splitting it into integers measured slower).
+        sums = self._event_sums()
         if histogram:
             # Bucket i holds durations in (bound[i-1], bound[i]], as the live aggregates.
             bounds = [b * 1000.0 for b in DURATION_BOUNDS_S]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -10,8 +9,6 @@ from decimal import Decimal
 import pytest
 from alembic import command
 from alembic.config import Config
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
 from agentledger import Ledger
@@ -173,34 +170,6 @@ _ODD_COSTS = (
     "123456789.123456789012345678901", "0.0000000000000000000000033", "7.000000000000000000000001",
     "999999999.999999999999999999999", "0.000000000001", "5E+3",
 )  # fmt: skip
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    st.one_of(
-        st.sampled_from(_ODD_COSTS),
-        st.decimals(allow_nan=False, allow_infinity=False).map(str),
-        st.builds(
-            lambda digits, places: str(Decimal(digits).scaleb(-places)),
-            st.integers(0, 10**31), st.integers(0, 32),
-        ),
-    )
-)  # fmt: skip
-def test_sqlite_split_cost_is_split_cost_in_sql(cost: str) -> None:
-    """The database's split of a decimal text is exact: integer parts that make the same
-    Decimal, or the text itself as the extra; plain decimals never take the slow path."""
-    nano, frac, extra = rollups.sqlite_split_cost("x")
-    with sqlite3.connect(":memory:") as conn:
-        got = conn.execute(f"SELECT {nano}, {frac}, {extra} FROM (SELECT ? AS x)", (cost,))
-        n, f, e = got.fetchone()
-    if e is None:
-        assert 0 <= f < rollups.FRAC
-        assert rollups.money(n, f, None) == Decimal(cost)
-    else:
-        assert (n, f, e) == (0, 0, cost)
-    whole, dot, fraction = cost.partition(".")
-    if whole.isdigit() and len(whole) <= 9 and (not dot or fraction.isdigit()):
-        assert e is None or len(fraction) > 21, cost
 
 
 def test_edge_events_with_odd_costs_sum_exactly(db_url: str) -> None:

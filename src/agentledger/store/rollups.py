@@ -174,34 +174,6 @@ def split_cost(cost: Any) -> tuple[int, int, Any]:
     return 0, 0, cost
 
 
-def sqlite_split_cost(text: str) -> tuple[str, str, str]:
-    """SQLite SQL for :func:`split_cost` of the decimal-text expression ``text``: the
-    ``(cost_nano, cost_frac, cost_extra)`` of one event, computed by the database.
-
-    Plain decimals (digits and one point, at most 9 integer and 21 fraction digits) are
-    split with string functions, zeros like ``0E-9`` are 0, and anything else (negative,
-    exponent notation, more digits) is left whole as ``cost_extra`` for the exact-decimal
-    sum. Summing edge events this way calls no Python per event.
-    """
-    dot = f"instr({text}, '.')"
-    plain = (
-        f"({text} NOT GLOB '*[^0-9.]*' AND {text} GLOB '*[0-9]*' AND CASE WHEN {dot} = 0 "
-        f"THEN length({text}) <= 9 ELSE {dot} <= 10 AND length({text}) - {dot} <= 21 END)"
-    )
-    zero = f"({text} GLOB '0E[-+][0-9]*' AND substr({text}, 4) NOT GLOB '*[^0-9]*')"
-    digits = f"(CASE WHEN {dot} > 0 THEN substr({text}, {dot} + 1) ELSE '' END)"
-    nano = (
-        f"CASE WHEN {plain} THEN CAST({text} AS INTEGER) * 1000000000 "
-        f"+ CAST(substr({digits} || '000000000', 1, 9) AS INTEGER) ELSE 0 END"
-    )
-    frac = (
-        f"CASE WHEN {plain} THEN CAST(substr({digits} || '{'0' * _FRAC_DIGITS}', 10, 12) "
-        "AS INTEGER) ELSE 0 END"
-    )
-    extra = f"CASE WHEN {plain} OR {zero} THEN NULL ELSE {text} END"
-    return nano, frac, extra
-
-
 def money(nano: Any, frac: Any, extra: Any) -> Decimal:
     """The exact Decimal of summed ``cost_nano``, ``cost_frac`` and ``cost_extra`` values."""
     scaled = int(nano or 0) * FRAC + int(frac or 0)

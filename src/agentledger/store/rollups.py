@@ -245,7 +245,12 @@ def fold(
         hour = started - started % HOUR_US
         kind, status = row[6], row[24]
         duration = row[5]
-        nano, frac, extra = split_cost(row[21])
+        cost = row[21]
+        if cost is None or cost == "0":  # unpriced, and calls that cost nothing (tools)
+            nano = frac = 0
+            extra = None
+        else:
+            nano, frac, extra = split_cost(cost)
         measures = (
             1 if status == "error" else 0, row[16], row[17], row[18], row[19], row[20], nano,
             frac, extra, 1 if row[22] == "unpriced" else 0, duration,

@@ -403,9 +403,11 @@ def _cases(end_s: float) -> list[tuple[str, int, Callable[[Query], Any], Callabl
             lambda q, w=window: q.percentiles((95,), **w),
             lambda q, w=window: q.percentiles((95,), exact=True, **w),
         ))  # fmt: skip
-    # The users report's worst time of day: its edges are hour rows of the partial days, and
-    # a range ending at 23:30 has 23 of them at its end (the runs above end when the data
-    # was loaded, whatever time that was). Ends at the last 23:30 in the data.
+    # The users report's worst end: its edges are read from the running totals (at hour
+    # boundaries) and the events of a partial hour, from whichever side of the hour is
+    # shorter; a range ending at :30 has half an hour of events either way (the runs above
+    # end when the data was loaded, whatever minute that was). Ends at the last 23:30 in
+    # the data (with the totals per day of schema 0009, 23:30 also meant 23 hour rows).
     end = datetime.fromtimestamp(end_s, UTC).replace(hour=23, minute=30, second=0, microsecond=0)
     if end.timestamp() > end_s:
         end -= timedelta(days=1)

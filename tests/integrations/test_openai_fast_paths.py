@@ -133,7 +133,7 @@ def test_a_failing_usage_reader_is_logged_and_the_event_goes_to_the_sdk(
     assert watcher.usage is not None
     assert watcher.usage.input_tokens == 1
     assert watcher.complete_usage
-    with mock.patch.object(al_openai, "chat_usage", side_effect=RuntimeError("boom")):
+    with mock.patch.object(al_openai, "_dict_usage", side_effect=RuntimeError("boom")):
         assert _ChatWatcher(hide_usage_chunk=True).on_usage_event({"usage": {}}) is False
     assert "could not read a usage chunk" in caplog.text
 

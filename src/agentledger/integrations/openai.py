@@ -142,7 +142,7 @@ class _ChatWatcher(StreamWatcher):
         False if it could not be read: the event then goes on to the SDK as it would have.
         """
         try:
-            usage = chat_usage(data["usage"])
+            usage = _dict_usage(data["usage"])  # a dict (see _usage_event)
             model = self.model if self.model is not None else _model(data)
         except Exception:
             log.warning("agentledger: could not read a usage chunk", exc_info=True)
@@ -156,10 +156,13 @@ class _ChatWatcher(StreamWatcher):
         # anything else (dicts, unexpected shapes) through attr().
         try:
             choices, usage = item.choices, item.usage
+            if self.model is None:
+                model = item.model
+                self.model = model if isinstance(model, str) and model else None
         except AttributeError:
             choices, usage = attr(item, "choices"), attr(item, "usage")
-        if self.model is None:
-            self.model = _model(item)
+            if self.model is None:
+                self.model = _model(item)
         if usage is not None:
             self.usage = chat_usage(usage)
             self.complete_usage = True

@@ -1,0 +1,308 @@
+"""How an instrumented stream is read, through the real SDK with the body arriving a few
+bytes at a time (an event split across network reads at any byte): the caller who did not
+ask for usage never sees the usage chunk, the one who did gets the SDK's own chunk, and the
+ledger records the same event as the typed-chunk path records (exact usage; none for a
+stream closed before the SDK got to the usage event; a connection lost after it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx2 as httpx  # the openai SDK's own HTTP client
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+
+from agentledger import Event, Ledger
+from agentledger.integrations import openai as al_openai
+from agentledger.integrations.openai import _ChatWatcher
+
+from ._stored import events, only_event
+
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
+USAGE = {
+    "prompt_tokens": 2000,
+    "completion_tokens": 600,
+    "total_tokens": 2600,
+    "prompt_tokens_details": {"cached_tokens": 1500, "audio_tokens": 0},
+    "completion_tokens_details": {"reasoning_tokens": 400, "audio_tokens": 0},
+}
+
+
+def test_next_close_and_iteration_through_the_proxy(fake: Any, ledger: Ledger) -> None:
+    al_openai.instrument(ledger=ledger)
+    with openai.OpenAI(base_url=fake.openai_url, api_key="test", max_retries=0) as client:
+        stream = client.chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, stream=True,
+            extra_headers={"x-fake-chunks": "4"},
+        )  # fmt: skip
+        first = next(stream)
+        rest = list(stream)
+        assert first.choices[0].delta.role == "assistant"
+        assert "".join(c.choices[0].delta.content or "" for c in rest) == "Hello there, friend"
+        e = only_event(ledger)
+        assert "usage_estimated" not in e.metadata
+        stream = client.chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, stream=True, extra_headers={"x-fake-chunks": "4"}
+        )
+        next(stream)
+        stream.close()
+    closed = [e for e in events(ledger) if e.metadata.get("stream_closed_early")]
+    assert len(closed) == 1
+    assert closed[0].metadata["usage_estimated"] is True
+
+
+# --- through the SDK, the body arriving in small pieces ----------------------------------------
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "c", "object": "chat.completion.chunk", "created": 1, "model": "o3-mini",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+    }  # fmt: skip
+
+
+def _event(data: Any) -> bytes:
+    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+CONTENT = [
+    _chunk({"role": "assistant", "content": ""}),
+    _chunk({"content": "Hello"}),
+    _chunk({"content": ' "choices":[] '}),  # the marker inside a string: content, not usage
+    _chunk({}, "stop"),
+]
+HEAD = b"".join(_event(c) for c in CONTENT)
+USAGE_EVENT = _event({"id": "c", "object": "chat.completion.chunk", "created": 1,
+                      "model": "o3-mini", "choices": [], "usage": USAGE})  # fmt: skip
+DONE = b"data: [DONE]\n\n"
+
+
+class _Pieces(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A response body that arrives ``size`` bytes at a time, optionally cut short."""
+
+    def __init__(self, body: bytes, size: int, fail_at: int | None = None) -> None:
+        self.body, self.size, self.fail_at = body, size, fail_at
+
+    def __iter__(self) -> Iterator[bytes]:
+        body = self.body if self.fail_at is None else self.body[: self.fail_at]
+        for i in range(0, len(body), self.size):
+            yield body[i : i + self.size]
+        if self.fail_at is not None:
+            raise httpx.ReadError("connection lost")
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self:
+            yield piece
+
+
+def _answer(request: httpx.Request, size: int, fail_after_usage: bool) -> httpx.Response:
+    """What the server sends: the usage chunk when asked for, then ``[DONE]``."""
+    options = json.loads(request.content).get("stream_options") or {}
+    body = HEAD + (USAGE_EVENT if options.get("include_usage") else b"") + DONE
+    fail_at = len(HEAD) + len(USAGE_EVENT) if fail_after_usage else None
+    return httpx.Response(200, headers={"content-type": "text/event-stream"},
+                          stream=_Pieces(body, size, fail_at))  # fmt: skip
+
+
+def sync_client(size: int, fail_after_usage: bool = False) -> openai.OpenAI:
+    transport = httpx.MockTransport(lambda request: _answer(request, size, fail_after_usage))
+    return openai.OpenAI(base_url="http://fake.invalid/v1", api_key="x", max_retries=0,
+                         http_client=httpx.Client(transport=transport))  # fmt: skip
+
+
+def async_client(size: int) -> openai.AsyncOpenAI:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return _answer(request, size, False)
+
+    return openai.AsyncOpenAI(base_url="http://fake.invalid/v1", api_key="x", max_retries=0,
+                              http_client=httpx.AsyncClient(
+                                  transport=httpx.MockTransport(handler)))  # fmt: skip
+
+
+def watcher_of(stream: Any) -> _ChatWatcher:
+    watcher = object.__getattribute__(stream, "_al_watcher")
+    assert isinstance(watcher, _ChatWatcher)
+    return watcher
+
+
+def dumps(chunks: list[Any]) -> list[dict[str, Any]]:
+    return [c.model_dump() for c in chunks]
+
+
+def assert_exact(e: Event) -> None:
+    assert (e.input_tokens, e.output_tokens) == (2000, 600)
+    assert (e.cache_read_tokens, e.reasoning_tokens) == (1500, 400)
+    assert e.model == "o3-mini"
+    assert e.cost_source == "priced"
+    assert e.metadata["ttft_ms"] >= 0
+    assert "usage_estimated" not in e.metadata
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 100, 100_000])
+def test_the_caller_who_did_not_ask_for_usage_never_sees_its_chunk(
+    ledger: Ledger, size: int
+) -> None:
+    with sync_client(size) as plain:
+        expected = dumps(list(plain.chat.completions.create(
+            model="o3-mini", messages=MESSAGES, stream=True)))  # fmt: skip
+    with sync_client(size) as client:
+        al_openai.wrap(client, ledger)
+        stream = client.chat.completions.create(model="o3-mini", messages=MESSAGES, stream=True)
+        with stream:
+            got = dumps(list(stream))
+    assert got == expected  # exactly what the plain SDK gives
+    assert len(got) == len(CONTENT)
+    assert watcher_of(stream).usage_events_skipped == 1
+    assert_exact(only_event(ledger))
+
+
+@pytest.mark.parametrize("size", [1, 7, 100_000])
+def test_the_caller_who_asked_for_usage_gets_the_sdks_own_chunk(ledger: Ledger, size: int) -> None:
+    options: Any = {"include_usage": True}
+    with sync_client(size) as plain:
+        expected = dumps(list(plain.chat.completions.create(
+            model="o3-mini", messages=MESSAGES, stream=True, stream_options=options)))  # fmt: skip
+    with sync_client(size) as client:
+        al_openai.wrap(client, ledger)
+        stream = client.chat.completions.create(
+            model="o3-mini", messages=MESSAGES, stream=True, stream_options=options
+        )
+        got = dumps(list(stream))
+    assert got == expected
+    assert got[-1]["choices"] == []
+    assert got[-1]["usage"]["prompt_tokens"] == 2000
+    assert watcher_of(stream).usage_events_skipped == 0
+    assert_exact(only_event(ledger))
+
+
+@pytest.mark.parametrize("size", [1, 7, 100_000])
+def test_async_stream_in_small_pieces(ledger: Ledger, size: int) -> None:
+    async def main() -> tuple[list[Any], int]:
+        async with async_client(size) as client:
+            al_openai.wrap(client, ledger)
+            stream = await client.chat.completions.create(
+                model="o3-mini", messages=MESSAGES, stream=True
+            )
+            async with stream:
+                chunks = [c async for c in stream]
+            return chunks, watcher_of(stream).usage_events_skipped
+
+    chunks, skipped = asyncio.run(main())
+    assert len(chunks) == len(CONTENT)
+    assert all(c.choices for c in chunks)
+    assert skipped == 1
+    assert_exact(only_event(ledger))
+
+
+def _stable(e: Event) -> tuple[Any, ...]:
+    meta = {k: v for k, v in e.metadata.items() if k != "ttft_ms"}
+    return (e.status, e.error_type, e.model, e.input_tokens, e.output_tokens,
+            e.cache_read_tokens, e.reasoning_tokens, e.cost_usd, meta)  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [1, 7, 100_000])
+@pytest.mark.parametrize("stop_after", [1, len(CONTENT)])
+def test_a_stream_closed_early_records_what_the_typed_path_records(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, size: int, stop_after: int
+) -> None:
+    """Even with the whole body already received, a stream the caller leaves before the SDK
+    got to the usage event has no usage: estimated and closed early."""
+
+    def run() -> None:
+        with sync_client(size) as client:
+            al_openai.wrap(client, ledger)
+            stream = client.chat.completions.create(model="o3-mini", messages=MESSAGES, stream=True)
+            with stream:
+                for i, _ in enumerate(stream, 1):
+                    if i == stop_after:
+                        break
+
+    run()
+    with monkeypatch.context() as m:
+        m.setattr(al_openai, "_skip_usage_events", lambda stream, watcher: False)
+        run()
+    raw, typed = events(ledger)
+    assert _stable(raw) == _stable(typed)
+    assert raw.metadata["usage_estimated"] is True
+    assert raw.metadata["stream_closed_early"] is True
+
+
+@pytest.mark.parametrize("size", [5, 100_000])
+def test_a_connection_lost_after_the_usage_event_records_what_the_typed_path_records(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    def run() -> None:
+        with sync_client(size, fail_after_usage=True) as client:
+            al_openai.wrap(client, ledger)
+            stream = client.chat.completions.create(model="o3-mini", messages=MESSAGES, stream=True)
+            with pytest.raises(openai.APIConnectionError):
+                list(stream)
+
+    run()
+    with monkeypatch.context() as m:
+        m.setattr(al_openai, "_skip_usage_events", lambda stream, watcher: False)
+        run()
+    raw, typed = events(ledger)
+    assert _stable(raw) == _stable(typed)
+    assert raw.status == "error"
+    assert (raw.input_tokens, raw.output_tokens) == (2000, 600)  # the usage had arrived
+    assert raw.metadata["partial"] is True
+
+
+# --- the wrappers' direct stream path --------------------------------------------------------
+def test_a_failing_attach_is_logged_and_the_stream_still_recorded(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def boom(self: Any, stream: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_ChatWatcher, "attach", boom)
+    with sync_client(7) as client:
+        al_openai.wrap(client, ledger)
+        stream = client.chat.completions.create(model="o3-mini", messages=MESSAGES, stream=True)
+        assert isinstance(stream, openai.Stream)
+        chunks = list(stream)
+    assert len(chunks) == len(CONTENT)  # the typed usage chunk is hidden instead
+    assert watcher_of(stream).usage_events_skipped == 0
+    assert_exact(only_event(ledger))
+    assert "could not attach to a chat.completions stream" in caplog.text
+
+    async def main() -> list[Any]:
+        async with async_client(7) as aclient:
+            al_openai.wrap(aclient, ledger)
+            astream = await aclient.chat.completions.create(
+                model="o3-mini", messages=MESSAGES, stream=True
+            )
+            assert isinstance(astream, openai.AsyncStream)
+            return [c async for c in astream]
+
+    assert len(asyncio.run(main())) == len(CONTENT)
+    assert [e.input_tokens for e in events(ledger)] == [2000, 2000]
+
+
+def test_a_failing_stream_check_is_logged_and_the_sdks_stream_returned(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever goes wrong in agentledger after the SDK answered, the caller gets its result."""
+
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+    from agentledger.integrations import _common
+
+    monkeypatch.setattr(_common.AsyncStreamProxy, "__init__", boom)
+
+    async def main() -> Any:
+        async with async_client(7) as client:
+            al_openai.wrap(client, ledger)
+            stream = await client.chat.completions.create(
+                model="o3-mini", messages=MESSAGES, stream=True
+            )
+            assert type(stream) is openai.AsyncStream  # the SDK's own object
+            return [c async for c in stream]
+
+    asyncio.run(main())
+    assert "could not record a chat.completions call" in caplog.text

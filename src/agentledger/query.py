@@ -353,10 +353,13 @@ class Query:
         return out
 
     def _money(self, column: Any) -> Any:
-        """The exact sum of a money column (NULL when there are no values)."""
+        """The exact sum of a money column (NULL when there are no values, or only zeros).
+
+        SQLite: the decimal texts go to a Python aggregate step, one call per value; the
+        many calls that cost nothing (``'0'``: tools, commands) are left out in SQL."""
         if self._dialect == "postgresql":
             return func.sum(column)
-        return func.agentledger_dsum(column).filter(column.is_not(None))
+        return func.agentledger_dsum(column).filter(column.is_not(None), column != "0")
 
     def _signed(self, column: Any, sign: int, money: bool = False) -> Any:
         """``column``, negated for a subtracted segment (exactly, for a decimal)."""

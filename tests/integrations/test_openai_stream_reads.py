@@ -9,28 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx2 as httpx  # the openai SDK's own HTTP client
 import openai
 import pytest
-from openai.types.chat import ChatCompletionMessageParam
 
 from agentledger import Event, Ledger
 from agentledger.integrations import openai as al_openai
 from agentledger.integrations.openai import _ChatWatcher
 
 from ._stored import events, only_event
-
-MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
-USAGE = {
-    "prompt_tokens": 2000,
-    "completion_tokens": 600,
-    "total_tokens": 2600,
-    "prompt_tokens_details": {"cached_tokens": 1500, "audio_tokens": 0},
-    "completion_tokens_details": {"reasoning_tokens": 400, "audio_tokens": 0},
-}
+from .test_openai_fast_paths import MESSAGES, USAGE
 
 
 def test_next_close_and_iteration_through_the_proxy(fake: Any, ledger: Ledger) -> None:
@@ -203,6 +194,20 @@ def _stable(e: Event) -> tuple[Any, ...]:
             e.cache_read_tokens, e.reasoning_tokens, e.cost_usd, meta)  # fmt: skip
 
 
+def _raw_and_typed(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, run: Callable[[], None]
+) -> Event:
+    """``run`` with the usage event read raw, then as the SDK's typed chunk: the two events
+    recorded are equal but for what differs from call to call; the first is returned."""
+    run()
+    with monkeypatch.context() as m:
+        m.setattr(al_openai, "_skip_usage_events", lambda stream, watcher: False)
+        run()
+    raw, typed = events(ledger)
+    assert _stable(raw) == _stable(typed)
+    return raw
+
+
 @pytest.mark.parametrize("size", [1, 7, 100_000])
 @pytest.mark.parametrize("stop_after", [1, len(CONTENT)])
 def test_a_stream_closed_early_records_what_the_typed_path_records(
@@ -220,12 +225,7 @@ def test_a_stream_closed_early_records_what_the_typed_path_records(
                     if i == stop_after:
                         break
 
-    run()
-    with monkeypatch.context() as m:
-        m.setattr(al_openai, "_skip_usage_events", lambda stream, watcher: False)
-        run()
-    raw, typed = events(ledger)
-    assert _stable(raw) == _stable(typed)
+    raw = _raw_and_typed(ledger, monkeypatch, run)
     assert raw.metadata["usage_estimated"] is True
     assert raw.metadata["stream_closed_early"] is True
 
@@ -241,12 +241,7 @@ def test_a_connection_lost_after_the_usage_event_records_what_the_typed_path_rec
             with pytest.raises(openai.APIConnectionError):
                 list(stream)
 
-    run()
-    with monkeypatch.context() as m:
-        m.setattr(al_openai, "_skip_usage_events", lambda stream, watcher: False)
-        run()
-    raw, typed = events(ledger)
-    assert _stable(raw) == _stable(typed)
+    raw = _raw_and_typed(ledger, monkeypatch, run)
     assert raw.status == "error"
     assert (raw.input_tokens, raw.output_tokens) == (2000, 600)  # the usage had arrived
     assert raw.metadata["partial"] is True

@@ -278,7 +278,7 @@ class Query:
         Whole days and hours come from the rollup, the partial hours at the edges from the
         events (see :func:`agentledger.store.rollups.plan`), and buckets not compacted yet
         from the finer rows (:func:`agentledger.store.rollups.refine`); per-user questions
-        read runs of whole days from the running user totals (``plan_totals``).
+        read runs of whole hours from the running user totals (``plan_totals``).
         """
         lo = None if since is None else to_epoch_us(_aware(since, "since"))
         hi = None if until is None else to_epoch_us(_aware(until, "until"))

@@ -460,8 +460,8 @@ def test_plan_totals_reads_whole_hours_as_two_running_totals() -> None:
         Segment("d", day0 + 6 * DAY_US, day0 + 10 * DAY_US),
         Segment("h", day0 + 10 * DAY_US, None),
     ]
-    assert rollups.plan_totals(day0 + 4 * DAY_US, None, behind) is None
-    assert rollups.plan_totals(mark - 2 * DAY_US, None, marks) is None
+    assert rollups.plan_totals(day0 + 5 * DAY_US + 12 * HOUR_US, None, behind) is None
+    assert rollups.plan_totals(mark - 20 * HOUR_US, None, marks) is None
     assert rollups.plan_totals(mark + HOUR_US, None, marks) is None
     assert rollups.plan_totals(None, None, marks._replace(totals=0)) is None
 

@@ -222,13 +222,13 @@ def _user_totals() -> Table:
         Column("cost_extra", Money()),
         Column("unpriced_calls", BigInteger, nullable=False),
         Column("duration_ms", Float, nullable=False),
-        sqlite_with_rowid=False,  # clustered by (user, kind, day): one seek finds "as of"
+        sqlite_with_rowid=False,  # clustered by (user, kind, hour): one seek finds "as of"
     )
 
 
-#: Per (user, kind), running totals of the ``users`` rollup through the end of each day the
-#: pair was active: the sums over any run of whole days are two "as of" rows per pair
-#: (``rollup_marks`` grain ``c``: right for the days before it; built by compaction).
+#: Per (user, kind), running totals of the ``users`` rollup through the end of each hour the
+#: pair was active: the sums over any run of whole hours are two "as of" rows per pair
+#: (``rollup_marks`` grain ``c``: right for the hours before it; built by compaction).
 rollup_user_totals = _user_totals()
 
 #: How far the coarse rollup rows are complete (see :class:`agentledger.store.rollups.Marks`):

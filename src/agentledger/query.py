@@ -225,6 +225,7 @@ class Query:
         since: datetime | None,
         until: datetime | None,
         filters: dict[str, Any],
+        marks: rollups.Marks | None = None,
     ) -> dict[tuple[Any, ...], int]:
         """Exact distinct users per ``dims`` (a subset of kind, name): unions of bitmaps."""
         from .store.schema import rollup_members, user_numbers
@@ -234,7 +235,7 @@ class Query:
         if lo is not None and hi is not None and lo >= hi:
             return {}
         bits: dict[tuple[Any, ...], int] = {}
-        marks = self.store.marks()
+        marks = self.store.marks() if marks is None else marks
         for segment in rollups.refine(rollups.plan(lo, hi, minutes=True), marks, True):
             if segment.source == "events":
                 e, u = events.c, user_numbers.c
@@ -272,6 +273,7 @@ class Query:
         series: str | None = None,
         histogram: bool = False,
         wanted: frozenset[int] = _ALL,
+        marks: rollups.Marks | None = None,
     ) -> dict[tuple[Any, ...], list[Any]]:
         """Measures (rollups.MEASURES order) per ``(bucket?, *dims)``, exact for any range.
 
@@ -286,7 +288,7 @@ class Query:
             return {}
         finest = "h" if series == "hour" else "d"
         minutely = spec in rollups.MINUTELY
-        marks = self.store.marks()
+        marks = self.store.marks() if marks is None else marks
         segments = None
         if spec == "users" and series is None:
             segments = rollups.plan_totals(lo, hi, marks)
@@ -557,10 +559,11 @@ class Query:
         wanted = _wanted(measures)
         spec = self._spec((), tags, filters, distinct_users)
         if spec is not None:
-            found = self._from_rollups(spec, (), since, until, filters, wanted=wanted)
+            marks = self.store.marks()  # one read for both parts of the answer
+            found = self._from_rollups(spec, (), since, until, filters, wanted=wanted, marks=marks)
             summary = _summary_of(found.get(()))
             if distinct_users:
-                users = self._distinct_users((), since, until, filters).get((), 0)
+                users = self._distinct_users((), since, until, filters, marks).get((), 0)
                 summary = dataclasses.replace(summary, unique_users=users)
             return summary
         columns = self._summary_columns(distinct_users, wanted)
@@ -594,8 +597,13 @@ class Query:
             raise ConfigError(f"cannot break down by {bad or dims}; use {BREAKDOWN_DIMENSIONS}")
         spec = self._spec(dims, tags, filters, distinct_users)
         if spec is not None:
-            found = self._from_rollups(spec, dims, since, until, filters, wanted=wanted)
-            users = self._distinct_users(dims, since, until, filters) if distinct_users else {}
+            marks = self.store.marks()  # one read for both parts of the answer
+            found = self._from_rollups(
+                spec, dims, since, until, filters, wanted=wanted, marks=marks
+            )
+            users = (
+                self._distinct_users(dims, since, until, filters, marks) if distinct_users else {}
+            )
             groups = [
                 Group(key, _summary_of(m, users.get(key, 0) if distinct_users else None))
                 for key, m in found.items()

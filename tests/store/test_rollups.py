@@ -21,7 +21,7 @@ from agentledger.store.schema import (
     rollup_user_totals,
     to_epoch_us,
 )
-from agentledger.store.sql import _MIGRATIONS, HEAD_REVISION, SQLStore
+from agentledger.store.sql import _MIGRATIONS, HEAD_REVISION, SQLStore, _build_user_totals
 
 
 def _alembic(store: SQLStore, revision: str, *, down: bool) -> None:
@@ -322,6 +322,32 @@ def test_hourly_totals_migration_down_keeps_each_day_and_up_rebuilds_the_hours(
     assert q.breakdown(("user_id", "kind"), **window) == raw.breakdown(
         ("user_id", "kind"), **window
     )
+    store.close()
+
+
+def test_user_totals_built_in_small_chunks_equal_one_build(db_url: str) -> None:
+    """The totals build streams the hour rows in chunks (a running total per pair carries
+    across them): any chunk size gives the same rows."""
+    store = SQLStore(db_url)
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    now = start + timedelta(days=3, hours=2)
+    store.clock = lambda: now.timestamp()
+    with Ledger(store=store, handle_signals=False, strict=True) as ledger:
+        for i in range(40):
+            ledger.record_llm("gpt-4o", 10 + i, 1, user_id=f"u{i % 3}",
+                              started_at=start + timedelta(minutes=97 * i))  # fmt: skip
+    store.compact(now=now.timestamp())
+    whole = _user_totals(store)
+    assert len(whole) > 10
+
+    def rebuild(raw: object) -> None:
+        cur = raw.cursor()  # type: ignore[attr-defined]
+        cur.execute("DELETE FROM rollup_user_totals")
+        _build_user_totals(cur, store.dialect, 0, store.marks().totals, chunk_rows=3)
+        cur.close()
+
+    store._transaction(rebuild)
+    assert _user_totals(store) == whole
     store.close()
 
 

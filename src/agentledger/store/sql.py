@@ -658,7 +658,9 @@ def _write_marks(cur: Any, dialect: str, marks: rollups.Marks) -> None:
 _TOTALS: Final = rollups.MEASURES[: rollups.HIST]  # the users rollup's measures
 
 
-def _build_user_totals(cur: Any, dialect: str, lo: int, hi: int) -> None:
+def _build_user_totals(
+    cur: Any, dialect: str, lo: int, hi: int, *, chunk_rows: int = 50_000
+) -> None:
     """Bring the running totals per (user, kind) from ``lo`` to ``hi`` (hour bounds): each
     pair's totals as of ``lo`` plus its ``users`` hour rows in ``[lo, hi)``, one totals row
     per pair and hour it was active (replacing any row already there)."""
@@ -680,29 +682,37 @@ def _build_user_totals(cur: Any, dialect: str, lo: int, hi: int) -> None:
     running: dict[tuple[str, str], tuple[Any, ...]] = {
         (user, kind): tuple(m) for user, kind, *m in cur.fetchall()
     }
-    cur.execute(f"SELECT user_id, kind, bucket, {columns} FROM {rows_of} "
-                "ORDER BY user_id, kind, bucket", (at(lo), at(hi)))  # fmt: skip
     extra = rollups.COST + 2
-    rows = []
-    for user, kind, bucket, *measures in cur.fetchall():
-        before = running.get((user, kind))
-        total = tuple(measures) if before is None else rollups.add(before, tuple(measures))
-        running[(user, kind)] = total
-        if sqlite and total[extra] is not None:  # decimal text on SQLite
-            rows.append((user, kind, bucket, *total[:extra], str(total[extra]),
-                         *total[extra + 1 :]))  # fmt: skip
-        else:
-            rows.append((user, kind, bucket, *total))
-    # A row already at a (pair, hour) of [lo, hi) is an older build's (the mark moved back
-    # for late events): replaced. None lies beyond: rows are built up to the mark only.
-    if rows:
-        cur.executemany(
-            f"INSERT INTO rollup_user_totals (user_id, kind, bucket, {columns}) "
-            f"VALUES ({', '.join([mark] * (3 + len(_TOTALS)))}) "
-            f"ON CONFLICT (user_id, kind, bucket) DO UPDATE SET "
-            + ", ".join(f"{m} = excluded.{m}" for m in _TOTALS),
-            rows,
-        )
+    upsert = (
+        f"INSERT INTO rollup_user_totals (user_id, kind, bucket, {columns}) "
+        f"VALUES ({', '.join([mark] * (3 + len(_TOTALS)))}) "
+        f"ON CONFLICT (user_id, kind, bucket) DO UPDATE SET "
+        + ", ".join(f"{m} = excluded.{m}" for m in _TOTALS)
+    )
+    # Read in chunks (a server-side cursor on PostgreSQL): a rebuild after a backfill, or
+    # of a whole database, holds one chunk and one running total per pair, not every row.
+    conn = cur.connection
+    reader = conn.cursor() if sqlite else conn.cursor(name="agentledger_user_totals")
+    try:
+        reader.execute(f"SELECT user_id, kind, bucket, {columns} FROM {rows_of} "
+                       "ORDER BY user_id, kind, bucket", (at(lo), at(hi)))  # fmt: skip
+        while chunk := reader.fetchmany(chunk_rows):
+            rows = []
+            for user, kind, bucket, *measures in chunk:
+                before = running.get((user, kind))
+                total = tuple(measures) if before is None else rollups.add(before, tuple(measures))
+                running[(user, kind)] = total
+                if sqlite and total[extra] is not None:  # decimal text on SQLite
+                    rows.append((user, kind, bucket, *total[:extra], str(total[extra]),
+                                 *total[extra + 1 :]))  # fmt: skip
+                else:
+                    rows.append((user, kind, bucket, *total))
+            # A row already at a (pair, hour) of [lo, hi) is an older build's (the mark
+            # moved back for late events): replaced. None lies beyond: rows are built up
+            # to the mark only.
+            cur.executemany(upsert, rows)
+    finally:
+        reader.close()
 
 
 def rebuild_rollups_on(raw: Any, dialect: str, *, chunk: int = 50_000) -> int:

@@ -156,7 +156,7 @@ def measures(spec: str) -> tuple[str, ...]:
 
 def split_cost(cost: Any) -> tuple[int, int, Any]:
     """``cost`` (Decimal, decimal text or None) as ``(cost_nano, cost_frac, cost_extra)``."""
-    if cost is None:
+    if cost is None or cost == "0":  # unpriced, and the many calls that cost nothing (tools)
         return 0, 0, None
     if type(cost) is str and "E" not in cost and "e" not in cost:  # SQLite's decimal text
         whole, _, fraction = cost.partition(".")
@@ -245,12 +245,7 @@ def fold(
         hour = started - started % HOUR_US
         kind, status = row[6], row[24]
         duration = row[5]
-        cost = row[21]
-        if cost is None or cost == "0":  # unpriced, and calls that cost nothing (tools)
-            nano = frac = 0
-            extra = None
-        else:
-            nano, frac, extra = split_cost(cost)
+        nano, frac, extra = split_cost(row[21])
         measures = (
             1 if status == "error" else 0, row[16], row[17], row[18], row[19], row[20], nano,
             frac, extra, 1 if row[22] == "unpriced" else 0, duration,

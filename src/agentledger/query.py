@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -321,7 +321,7 @@ class Query:
             for i in cols
         ]
         query = select(*keys, *sums).group_by(*keys) if keys else select(*sums)
-        read = _reader(cols, n, histogram)
+        read = rollups.reader(cols, n, histogram)
         out: dict[tuple[Any, ...], list[Any]] = {}
         for row in self._run(query):
             key = tuple(row[:n])
@@ -735,36 +735,6 @@ def _rollup_where(
         if value is not None:
             clauses.append(c[name] == value)
     return clauses
-
-
-def _reader(cols: Sequence[int], n: int, histogram: bool) -> Callable[[Sequence[Any]], list[Any]]:
-    """A reader of answer rows (``n`` keys, then the sums of ``cols``, MEASURES positions)
-    into the query's figures (what :func:`rollups.measures_of` gives; zeros for the
-    measures not asked for), touching only the columns there are."""
-    money_at = n + cols.index(rollups.COST) if rollups.COST in cols else None
-    duration = rollups.COST + 4
-    duration_at = n + cols.index(duration) if duration in cols else None
-    # MEASURES position -> figure position: the three money columns make one figure.
-    counts = [
-        (j, i if i < rollups.COST else i - 2)
-        for j, i in enumerate(cols, n)
-        if i < rollups.COST or i == rollups.COST + 3 or i >= rollups.HIST
-    ]
-    template: list[Any] = [0] * rollups.COST + [_ZERO, 0, 0.0]
-    template += [0] * (len(rollups.HIST_COLUMNS) if histogram else 0)
-    money = rollups.money
-
-    def read(row: Sequence[Any]) -> list[Any]:
-        out = template.copy()
-        for j, i in counts:
-            out[i] = int(row[j] or 0)
-        if money_at is not None:
-            out[rollups.COST] = money(row[money_at], row[money_at + 1], row[money_at + 2])
-        if duration_at is not None:
-            out[rollups.COST + 2] = float(row[duration_at] or 0.0)
-        return out
-
-    return read
 
 
 def _summary_of(measures: list[Any] | None, unique_users: int | None = None) -> Summary:

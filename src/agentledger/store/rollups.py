@@ -52,7 +52,7 @@ with the time of day its range starts or ends.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal
 from typing import Any, Final, NamedTuple
@@ -199,16 +199,46 @@ def tidy(value: Decimal) -> Decimal:
     return value.quantize(Decimal(1), context=EXACT) if int(exponent) > 0 else value
 
 
+def reader(
+    cols: Sequence[int], n: int = 0, histogram: bool = False
+) -> Callable[[Sequence[Any]], list[Any]]:
+    """A reader of summed rows (``n`` keys, then the sums of the :data:`MEASURES` positions
+    ``cols``, in that order) into the query's figures: calls, errors, five token sums, cost
+    (Decimal), unpriced calls, duration sum, then the histogram counts if ``histogram``;
+    zeros for the measures not in ``cols``. Only the columns there are are touched."""
+    money_at = n + cols.index(COST) if COST in cols else None
+    duration = COST + 4
+    duration_at = n + cols.index(duration) if duration in cols else None
+    # MEASURES position -> figure position: the three money columns make one figure.
+    counts = [
+        (j, i if i < COST else i - 2)
+        for j, i in enumerate(cols, n)
+        if i < COST or i == COST + 3 or i >= HIST
+    ]
+    template: list[Any] = [0] * COST + [_ZERO, 0, 0.0]
+    template += [0] * (len(HIST_COLUMNS) if histogram else 0)
+
+    def read(row: Sequence[Any]) -> list[Any]:
+        out = template.copy()
+        for j, i in counts:
+            out[i] = int(row[j] or 0)
+        if money_at is not None:
+            out[COST] = money(row[money_at], row[money_at + 1], row[money_at + 2])
+        if duration_at is not None:
+            out[COST + 2] = float(row[duration_at] or 0.0)
+        return out
+
+    return read
+
+
+_READ_ALL: Final = reader(range(len(MEASURES)), histogram=True)
+_READ_NO_HIST: Final = reader(range(HIST))
+
+
 def measures_of(values: Sequence[Any]) -> list[Any]:
-    """Summed rollup measures (:data:`MEASURES` order, histogram optional) as the query's
-    Python figures: calls, errors, five token sums, cost (Decimal), unpriced calls,
-    duration sum, then the histogram counts."""
-    out: list[Any] = [int(v or 0) for v in values[:COST]]
-    out.append(money(values[COST], values[COST + 1], values[COST + 2]))
-    out.append(int(values[COST + 3] or 0))
-    out.append(float(values[COST + 4] or 0.0))
-    out += [int(v or 0) for v in values[HIST:]]
-    return out
+    """Summed rollup measures (all of :data:`MEASURES`, histogram optional) as figures
+    (see :func:`reader`)."""
+    return (_READ_ALL if len(values) > HIST else _READ_NO_HIST)(values)
 
 
 # --- writing ------------------------------------------------------------------------------

@@ -256,7 +256,7 @@ class Query:
                     bits[key] = bits.get(key, 0) | (1 << int(row[-1]))
                 continue
             c = rollup_members.c
-            where = _rollup_where(c, segment, filters)
+            where = rollup_where(c, segment, filters)
             for row in self._run(select(*[c[d] for d in dims], c.members).where(and_(*where))):
                 key = tuple(row[:-1])
                 bits[key] = bits.get(key, 0) | int.from_bytes(bytes(row[-1]), "little")
@@ -355,13 +355,7 @@ class Query:
         return out
 
     def _money(self, column: Any) -> Any:
-        """The exact sum of a money column (NULL when there are no values, or only zeros).
-
-        SQLite: the decimal texts go to a Python aggregate step, one call per value; the
-        many calls that cost nothing (``'0'``: tools, commands) are left out in SQL."""
-        if self._dialect == "postgresql":
-            return func.sum(column)
-        return func.agentledger_dsum(column).filter(column.is_not(None), column != "0")
+        return money_sum(column, self._dialect)
 
     def _signed(self, column: Any, sign: int, money: bool = False) -> Any:
         """``column``, negated for a subtracted segment (exactly, for a decimal)."""
@@ -498,7 +492,7 @@ class Query:
             total = self._money(c[m]) if m == "cost_extra" else func.sum(c[m])
             columns.append(self._signed(total, segment.sign, m == "cost_extra").label(f"m{i}"))
         labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
-        query = select(*labelled, *columns).where(and_(*_rollup_where(c, segment, filters)))
+        query = select(*labelled, *columns).where(and_(*rollup_where(c, segment, filters)))
         return query.group_by(*keys) if keys else query
 
     def _events_part(
@@ -722,7 +716,17 @@ def _nothing(position: int) -> Any:
     return literal(0, BigInteger)
 
 
-def _rollup_where(
+def money_sum(column: Any, dialect: str) -> Any:
+    """The exact sum of a money column (NULL when there are no values, or only zeros).
+
+    SQLite: the decimal texts go to a Python aggregate step, one call per value; the many
+    calls that cost nothing (``'0'``: tools, commands) are left out in SQL."""
+    if dialect == "postgresql":
+        return func.sum(column)
+    return func.agentledger_dsum(column).filter(column.is_not(None), column != "0")
+
+
+def rollup_where(
     c: Any, segment: rollups.Segment, filters: dict[str, Any]
 ) -> list[ColumnElement[bool]]:
     """A rollup table's rows of one grain, inside the segment, matching the filters."""

@@ -528,15 +528,12 @@ class StoreCollector(_BaseCollector):
 def _store_query(dialect: str, dimensions: Sequence[str]) -> Any:
     from sqlalchemy import case, func, select
 
+    from ..query import money_sum
     from ..store.schema import events
 
     c = events.c
     keys = [c[d] for d in dimensions]
-    money = (
-        func.coalesce(func.sum(c.cost_usd), 0)
-        if dialect == "postgresql"
-        else func.agentledger_dsum(c.cost_usd)  # exact decimal sum, see store.sql
-    )
+    money = func.coalesce(money_sum(c.cost_usd, dialect), 0)
     columns = [
         func.count(),
         func.coalesce(func.sum(case((c.status == "error", 1), else_=0)), 0),
@@ -562,23 +559,14 @@ def _rollup_query(dialect: str, spec: str, dimensions: Sequence[str], marks: rol
     rows of the buckets not compacted yet (a few rows a day)."""
     from sqlalchemy import and_, func, or_, select
 
-    from ..store.schema import from_epoch_us, rollup_tables
+    from ..query import money_sum, rollup_where
+    from ..store.schema import rollup_tables
 
     c = rollup_tables[spec].c
     pieces = rollups.refine([rollups.Segment("d", None, None)], marks, spec in rollups.MINUTELY)
-    where = or_(*(
-        and_(c.grain == s.source,
-             *([c.bucket >= from_epoch_us(s.lo)] if s.lo is not None else []),
-             *([c.bucket < from_epoch_us(s.hi)] if s.hi is not None else []))
-        for s in pieces
-    ))  # fmt: skip
+    where = or_(*(and_(*rollup_where(c, s, {})) for s in pieces))
     keys = [c[d] for d in dimensions]
-    extra = c.cost_extra
-    money = (
-        func.sum(extra)
-        if dialect == "postgresql"
-        else func.agentledger_dsum(extra).filter(extra.is_not(None))
-    )
+    money = money_sum(c.cost_extra, dialect)
     sums = [money if m == "cost_extra" else func.sum(c[m]) for m in rollups.measures(spec)]
     return select(*keys, *sums).where(where).group_by(*keys)
 

@@ -291,20 +291,29 @@ def _assert_totals_as_of(store: SQLStore, width: int, mark: int) -> None:
         assert (calls, cost) == (expected.calls, expected.cost_usd), (user, kind, bucket)
 
 
+def _compacted_store(
+    db_url: str, start: datetime, now: datetime, *, calls: int, every: timedelta
+) -> SQLStore:
+    """A store whose clock says ``now``, with ``calls`` LLM calls of three users from
+    ``start`` on, ``every`` apart, compacted up to ``now``."""
+    store = SQLStore(db_url)
+    store.clock = lambda: now.timestamp()
+    with Ledger(store=store, handle_signals=False, strict=True) as ledger:
+        for i in range(calls):
+            ledger.record_llm("gpt-4o", 100 + i, 10, user_id=f"u{i % 3}",
+                              started_at=start + i * every)  # fmt: skip
+    store.compact(now=now.timestamp())
+    return store
+
+
 def test_hourly_totals_migration_down_keeps_each_day_and_up_rebuilds_the_hours(
     db_url: str,
 ) -> None:
     """0010 keeps a totals row per (user, kind) and active hour; back at 0009 one per day
     (its last hour's, at the day's start); up again, the hours are rebuilt."""
-    store = SQLStore(db_url)
     start = datetime(2026, 3, 1, tzinfo=UTC)
     now = start + timedelta(days=6, hours=5, minutes=20)
-    store.clock = lambda: now.timestamp()
-    with Ledger(store=store, handle_signals=False, strict=True) as ledger:
-        for i in range(64):
-            ledger.record_llm("gpt-4o", 100 + i, 10, user_id=f"u{i % 3}",
-                              started_at=start + timedelta(minutes=139 * i))  # fmt: skip
-    store.compact(now=now.timestamp())
+    store = _compacted_store(db_url, start, now, calls=64, every=timedelta(minutes=139))
     mark = store.marks().totals
     assert mark == to_epoch_us(now) - to_epoch_us(now) % HOUR_US
     hourly = _user_totals(store)
@@ -328,15 +337,9 @@ def test_hourly_totals_migration_down_keeps_each_day_and_up_rebuilds_the_hours(
 def test_user_totals_built_in_small_chunks_equal_one_build(db_url: str) -> None:
     """The totals build streams the hour rows in chunks (a running total per pair carries
     across them): any chunk size gives the same rows."""
-    store = SQLStore(db_url)
     start = datetime(2026, 3, 1, tzinfo=UTC)
     now = start + timedelta(days=3, hours=2)
-    store.clock = lambda: now.timestamp()
-    with Ledger(store=store, handle_signals=False, strict=True) as ledger:
-        for i in range(40):
-            ledger.record_llm("gpt-4o", 10 + i, 1, user_id=f"u{i % 3}",
-                              started_at=start + timedelta(minutes=97 * i))  # fmt: skip
-    store.compact(now=now.timestamp())
+    store = _compacted_store(db_url, start, now, calls=40, every=timedelta(minutes=97))
     whole = _user_totals(store)
     assert len(whole) > 10
 

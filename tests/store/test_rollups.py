@@ -425,6 +425,44 @@ def test_a_failed_compaction_loses_nothing_and_is_retried(
     store.close()
 
 
+def test_deleted_mark_rows_come_back_with_the_next_compaction(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mark rows deleted by hand (a TRUNCATE of every table) read as "nothing compacted":
+    the next write compacts once and writes them back, instead of compacting everything
+    since 1970 on every write."""
+    import agentledger.store.sql as sql
+
+    store = SQLStore(db_url)
+    base = datetime(2026, 5, 4, 8, 15, tzinfo=UTC)
+    store.clock = lambda: (base + timedelta(hours=3)).timestamp()
+    # 08:15 to 10:55, then two in the clock's own hour (after the marks: no compaction due)
+    rows = [_event_row(to_epoch_us(base + timedelta(minutes=20 * i)), "0.1") for i in range(9)]
+    rows += [_event_row(to_epoch_us(base + timedelta(hours=3, minutes=m)), "0.1") for m in (1, 2)]
+    assert store.write(rows[:3]) == 3
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM rollup_marks"))
+    assert store.marks() == rollups.Marks(0, 0, 0)
+    compactions: list[int] = []
+    compact_on = sql.compact_on
+
+    def counted(*args: object, **kwargs: object) -> rollups.Marks:
+        compactions.append(1)
+        return compact_on(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sql, "compact_on", counted)
+    assert store.write(rows[3:9]) == 6
+    assert store.write(rows[9:10]) == 1
+    assert store.write(rows[10:]) == 1
+    assert len(compactions) == 1
+    due = rollups.Marks.due(to_epoch_us(base + timedelta(hours=3)))
+    assert store.marks() == due
+    assert Query(store).totals().calls == 11
+    assert Query(store).totals().cost_usd == Decimal("1.1")
+    assert _rollup_calls(store, "kinds", "h") == 9  # the clock's hour is not closed
+    store.close()
+
+
 def test_postgres_compaction_waits_for_a_writer_holding_the_marks(pg_url: str) -> None:
     """A writer's transaction holds the marks FOR SHARE: a compaction waits until it ends,
     so it never sums a bucket while events are being added to its finest rows only."""

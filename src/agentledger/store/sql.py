@@ -651,8 +651,14 @@ def _compact_members(cur: Any, dialect: str, fine: str, coarse: str, lo: int, hi
 
 def _write_marks(cur: Any, dialect: str, marks: rollups.Marks) -> None:
     mark = "?" if dialect == "sqlite" else "%s"
+    # An upsert: a store whose mark rows were deleted (a hand-made TRUNCATE) gets them back,
+    # instead of compacting everything since 1970 on every later write.
     for grain, upto in (("c", marks.totals), ("d", marks.day), ("h", marks.hour)):
-        cur.execute(f"UPDATE rollup_marks SET upto = {mark} WHERE grain = {mark}", (upto, grain))
+        cur.execute(
+            f"INSERT INTO rollup_marks (grain, upto) VALUES ({mark}, {mark}) "
+            "ON CONFLICT (grain) DO UPDATE SET upto = excluded.upto",
+            (grain, upto),
+        )
 
 
 _TOTALS: Final = rollups.MEASURES[: rollups.HIST]  # the users rollup's measures
@@ -683,12 +689,16 @@ def _build_user_totals(
         (user, kind): tuple(m) for user, kind, *m in cur.fetchall()
     }
     extra = rollups.COST + 2
-    upsert = (
-        f"INSERT INTO rollup_user_totals (user_id, kind, bucket, {columns}) "
-        f"VALUES ({', '.join([mark] * (3 + len(_TOTALS)))}) "
-        f"ON CONFLICT (user_id, kind, bucket) DO UPDATE SET "
-        + ", ".join(f"{m} = excluded.{m}" for m in _TOTALS)
+    target = f"rollup_user_totals (user_id, kind, bucket, {columns})"
+    replace = "ON CONFLICT (user_id, kind, bucket) DO UPDATE SET " + ", ".join(
+        f"{m} = excluded.{m}" for m in _TOTALS
     )
+    if not sqlite:  # executemany is a round trip per row even pipelined: COPY, then merge
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS agentledger_stage_totals "
+            "(LIKE rollup_user_totals) ON COMMIT DELETE ROWS"
+        )
+        cur.execute("DELETE FROM agentledger_stage_totals")
     # Read in chunks (a server-side cursor on PostgreSQL): a rebuild after a backfill, or
     # of a whole database, holds one chunk and one running total per pair, not every row.
     conn = cur.connection
@@ -710,7 +720,17 @@ def _build_user_totals(
             # A row already at a (pair, hour) of [lo, hi) is an older build's (the mark
             # moved back for late events): replaced. None lies beyond: rows are built up
             # to the mark only.
-            cur.executemany(upsert, rows)
+            if sqlite:
+                values = ", ".join(["?"] * (3 + len(_TOTALS)))
+                cur.executemany(f"INSERT INTO {target} VALUES ({values}) {replace}", rows)
+                continue
+            with cur.copy(f"COPY agentledger_stage_totals (user_id, kind, bucket, {columns}) "
+                          "FROM STDIN") as copy:  # fmt: skip
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(f"INSERT INTO {target} SELECT user_id, kind, bucket, {columns} "
+                        f"FROM agentledger_stage_totals {replace}")  # fmt: skip
+            cur.execute("DELETE FROM agentledger_stage_totals")
     finally:
         reader.close()
 

@@ -383,14 +383,32 @@ def _merged(
 ) -> dict[tuple[Any, ...], tuple[Any, ...]]:
     """``table``'s rows added up under ``key_of(key)`` (a coarser bucket or fewer keys);
     with ``below``, only the rows whose bucket is before it."""
-    merged: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
     for key, measures in table.items():
         if below is not None and key[0] >= below:
             continue
         wide = key_of(key)
-        have = merged.get(wide)
-        merged[wide] = measures if have is None else add(have, measures)
-    return merged
+        group = groups.get(wide)
+        if group is None:
+            groups[wide] = [measures]
+        else:
+            group.append(measures)
+    return {k: g[0] if len(g) == 1 else _total(g) for k, g in groups.items()}
+
+
+def _total(rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """Rows of measures added up, a column at a time (see :func:`add`)."""
+    columns = list(zip(*rows, strict=True))
+    out = [sum(c) for c in columns[: COST + 2]]
+    carry, out[COST + 1] = divmod(out[COST + 1], FRAC)
+    out[COST] += carry
+    extra = None
+    for value in columns[COST + 2]:
+        if value is not None:
+            extra = _add_extra(extra, value)
+    out.append(extra)
+    out += map(sum, columns[COST + 3 :])
+    return tuple(out)
 
 
 def add(a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:

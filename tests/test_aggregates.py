@@ -149,3 +149,22 @@ def _row(*, bot: str, model: str) -> tuple[Any, ...]:
     row[21] = Decimal("0.1")
     row[24] = "ok"
     return tuple(row)
+
+
+def test_live_cost_sums_do_not_round_at_28_digits() -> None:
+    """Decimal's default context keeps 28 significant digits: a sum of a large and a tiny
+    cost (31 digits) would come back rounded from the live totals, unlike from the store."""
+    big, tiny = Decimal("1000000.000000000000000000000001"), Decimal("2E-24")
+    exact = Decimal("1000000.000000000000000000000003")
+    with Ledger(None, handle_signals=False, strict=True) as ledger:
+        view = ledger.aggregates_view(["bot_id"])
+        ledger.record_llm("gpt-4o", 1, 1, cost_usd=big, bot_id="b")
+        ledger.record_llm("gpt-4o", 1, 1, cost_usd=tiny, bot_id="b")
+        assert ledger.totals().cost_usd == exact
+        assert ledger.totals(bot_id="b").cost_usd == exact
+        assert ledger.breakdown("bot_id")["b"].cost_usd == exact
+        ((_key, values),) = view.snapshot()
+        assert values[7] == exact
+        late = ledger.aggregates_view(["model"])  # filled from what is there (_merge)
+        ((_key, values),) = late.snapshot()
+        assert values[7] == exact

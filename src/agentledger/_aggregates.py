@@ -19,11 +19,11 @@ import weakref
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 from operator import itemgetter
 from typing import Any, Final
 
-__all__ = ["DIMENSIONS", "Aggregates", "Totals", "View"]
+__all__ = ["DIMENSIONS", "EXACT", "Aggregates", "Totals", "View"]
 
 DIMENSIONS: Final = (
     "bot_id", "user_id", "task_id", "tenant_id", "session_id", "model", "kind", "status",
@@ -32,6 +32,8 @@ DIMENSIONS: Final = (
 # Row indexes (see events.ROW_FIELDS) of each dimension, in DIMENSIONS order.
 _key_of: Final = itemgetter(10, 11, 12, 13, 14, 9, 6, 24, 8, 7)
 _ZERO: Final = Decimal(0)
+#: Money sums never round at this precision (the default context rounds at 28 digits).
+EXACT: Final = Context(prec=120)
 # Latency histogram bounds in seconds: OpenTelemetry's GenAI client operation duration
 # boundaries, so live histograms, Prometheus and OTLP agree and merge across processes.
 DURATION_BOUNDS_S: Final = (
@@ -143,6 +145,10 @@ class Aggregates:
         if self._relink:
             self._do_relink()
         data = self._data
+        with localcontext(EXACT):  # cost sums: exact (one context switch per batch)
+            self._add(data, rows)
+
+    def _add(self, data: dict[tuple[Any, ...], list[Any]], rows: Iterable[tuple[Any, ...]]) -> None:
         for row in rows:
             key = _key_of(row)
             acc = data.get(key)
@@ -198,8 +204,9 @@ class Aggregates:
 
 
 def _merge(target: list[Any], acc: list[Any]) -> None:
-    for i in range(HISTOGRAM):
-        target[i] += acc[i]
+    with localcontext(EXACT):
+        for i in range(HISTOGRAM):
+            target[i] += acc[i]
     hist = target[HISTOGRAM]
     for i, count in enumerate(acc[HISTOGRAM]):
         hist[i] += count
@@ -207,7 +214,8 @@ def _merge(target: list[Any], acc: list[Any]) -> None:
 
 def _sum(accs: Iterable[list[Any]]) -> Totals:
     total = _new()
-    for acc in accs:
-        for i in range(HISTOGRAM):
-            total[i] += acc[i]
+    with localcontext(EXACT):
+        for acc in accs:
+            for i in range(HISTOGRAM):
+                total[i] += acc[i]
     return Totals(*total[:HISTOGRAM])

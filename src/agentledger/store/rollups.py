@@ -54,12 +54,13 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Context, Decimal
+from decimal import Decimal
 from typing import Any, Final, NamedTuple
 
-from .._aggregates import DURATION_BOUNDS_S
+from .._aggregates import DURATION_BOUNDS_S, EXACT
 
 __all__ = [
+    "EXACT",
     "HIST_COLUMNS",
     "MEASURES",
     "SPECS",
@@ -118,7 +119,6 @@ FRAC: Final = 10**12  # cost_frac units (1e-21 USD) per cost_nano unit (1e-9 USD
 _FRAC_DIGITS: Final = 21
 _NANO_LIMIT: Final = 2**62  # nano-dollars that still sum without overflow (~$4.6e9)
 _ZERO: Final = Decimal(0)
-EXACT: Final = Context(prec=120)  # money sums never round at this precision
 #: Stored instead of NULL in key columns (a unique key cannot match NULLs); attribution and
 #: labels are never empty strings (events validation refuses them).
 NONE: Final = ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,7 @@ def test_demo_on_postgresql(pg_url: str, capsys: pytest.CaptureFixture[str]) -> 
         pytest.param(["demo", "--db", "not a url"], id="garbage-url"),
         pytest.param(["db", "stats", "--db", "sqlite:////no/such/dir/x.db"], id="missing-db"),
         pytest.param(["db", "stats", "--db", "postgresql://postgres@127.0.0.1:1/x"], id="pg-down"),
+        pytest.param(["db", "stats", "--format", "xml"], id="stats-format"),
         pytest.param(["prices", "no-such-model-xyz"], id="unknown-model"),
         pytest.param(["nonsense"], id="unknown-command"),
         pytest.param(["demo", "--bogus"], id="unknown-option"),
@@ -84,7 +86,62 @@ def test_db_upgrade_then_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["db", "stats", "--db", url]) == 0
     out = capsys.readouterr().out
     assert HEAD_REVISION in out
-    assert "events:   0" in out
+    assert "events:   0\n" in out  # no time span without events
+    assert "hours compacted to -" in out  # nothing compacted yet
+    assert "password" not in out
+
+
+def test_db_stats_describes_events_size_and_rollups(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`db stats` counts what is there, on both databases: the events and their span, the
+    compaction marks, and every rollup table's rows (JSON checked against direct counts)."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func, select
+
+    from agentledger import Ledger
+    from agentledger.store.rollups import Marks
+    from agentledger.store.schema import rollup_members, rollup_tables, rollup_user_totals
+
+    start = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    now = start + timedelta(hours=5, minutes=10)
+    store = SQLStore(db_url)
+    store.clock = lambda: now.timestamp()
+    with Ledger(store=store, handle_signals=False, strict=True) as ledger:
+        for i in range(24):
+            ledger.record_llm("gpt-4o", 100, 10, user_id=f"u{i % 5}", bot_id=f"b{i % 2}",
+                              started_at=start + timedelta(minutes=13 * i))  # fmt: skip
+    marks = store.marks()
+    assert marks == Marks.due(round(now.timestamp() * 1e6))
+    with store.engine.connect() as conn:
+        counts = {
+            t.name.removeprefix("rollup_"): conn.execute(
+                select(func.count()).select_from(t)
+            ).scalar()
+            for t in [*rollup_tables.values(), rollup_members, rollup_user_totals]
+        }
+    store.close()
+    assert main(["db", "stats", "--db", db_url, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["revision"] == HEAD_REVISION
+    assert doc["events"] == 24
+    assert doc["first_event"] == start.isoformat()
+    assert doc["last_event"] == (start + timedelta(minutes=13 * 23)).isoformat()
+    assert doc["size_bytes"] > 0
+    hour = datetime.fromtimestamp(marks.hour / 1e6, UTC)
+    assert doc["rollups"]["hours_until"] == hour.isoformat()
+    assert doc["rollups"]["user_totals_until"] == hour.isoformat()
+    assert doc["rollups"]["days_until"] == datetime(2026, 3, 1, tzinfo=UTC).isoformat()
+    assert doc["rollups"]["rows"] == counts
+    assert counts["user_totals"] > 0
+    assert main(["db", "stats", "--db", db_url]) == 0
+    out = capsys.readouterr().out
+    assert "events:   24 (2026-03-01 09:30 UTC to 2026-03-01 14:29 UTC)" in out
+    assert "hours compacted to 2026-03-01 14:00 UTC" in out
+    assert re.search(rf"^ +users +{counts['users']:,}$", out, re.MULTILINE), out
+    assert f"database: {db_url.split('://')[0]}" in out  # on one line
 
 
 def test_prices_shows_the_price_and_source(capsys: pytest.CaptureFixture[str]) -> None:

@@ -200,13 +200,92 @@ def db_upgrade(db: DbOption = None) -> None:
 
 
 @db_app.command("stats")
-def db_stats(db: DbOption = None) -> None:
-    """Show where the database is, its schema revision and how many events it holds."""
+def db_stats(
+    db: DbOption = None,
+    format_: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """Show the database: schema revision, events and their time span, size on disk, how
+    far the rollups are compacted and how many rows each holds.
+
+    Rollups are exact at every moment: buckets not compacted yet are read from their finer
+    rows, so a database not written to for a while simply shows older marks. Example:
+
+        agentledger db stats --format json
+    """
+    if format_ not in ("table", "json"):
+        raise UsageError(f"unknown format {format_!r}; choose table or json")
     store = _open(db)
-    console.print(f"database: {store.url}")
-    console.print(f"revision: {store.revision()}")
-    console.print(f"events:   {store.count():,}")
-    store.close()
+    try:
+        info = store.describe()
+    finally:
+        store.close()
+    document = _stats_document(info)
+    if format_ == "json":  # written as is: a console would wrap a long URL
+        import json
+        import sys
+
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return
+    rollups_ = document["rollups"]
+    span = ""
+    if info.first_event is not None:
+        span = f" ({_when(document['first_event'])} to {_when(document['last_event'])})"
+    _line(f"database: {document['database']}")
+    _line(f"revision: {document['revision']}")
+    _line(f"events:   {info.events:,}{span}")
+    if info.size_bytes is not None:
+        _line(f"size:     {_size(info.size_bytes)}")
+    _line(f"rollups:  hours compacted to {_when(rollups_['hours_until'])}")
+    _line(f"          days compacted to  {_when(rollups_['days_until'])}")
+    _line(f"          user totals up to  {_when(rollups_['user_totals_until'])}")
+    width = max(len(name) for name in rollups_["rows"])
+    for i, (name, n) in enumerate(rollups_["rows"].items()):
+        _line(f"{'rows:' if i == 0 else '':10}{name:<{width}}  {n:>12,}")
+
+
+def _line(text: str) -> None:
+    """One line as it is: not wrapped, no markup (a URL may hold brackets), no colours."""
+    console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
+def _stats_document(info: Any) -> dict[str, Any]:
+    """``db stats --format json`` (a stable shape: docs/cli.md)."""
+    from ..store.schema import from_epoch_us
+
+    def mark(us: int) -> str | None:
+        return from_epoch_us(us).isoformat() if us else None
+
+    return {
+        "database": info.url,
+        "revision": info.revision,
+        "events": info.events,
+        "first_event": info.first_event.isoformat() if info.first_event else None,
+        "last_event": info.last_event.isoformat() if info.last_event else None,
+        "size_bytes": info.size_bytes,
+        "rollups": {
+            "hours_until": mark(info.marks.hour),
+            "days_until": mark(info.marks.day),
+            "user_totals_until": mark(info.marks.totals),
+            "rows": {name.removeprefix("rollup_"): n for name, n in info.rollup_rows.items()},
+        },
+    }
+
+
+def _when(iso: str | None) -> str:
+    """An ISO time as ``2026-11-25 06:00 UTC``; None (nothing compacted yet) as ``-``."""
+    return "-" if iso is None else iso[:16].replace("T", " ") + " UTC"
+
+
+def _size(n: int) -> str:
+    """Bytes for people: ``512 B``, ``2.3 MB``."""
+    if n < 1024:
+        return f"{n:,} B"
+    value = n / 1024
+    for unit in ("KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            break
+        value /= 1024
+    return f"{value:,.1f} {unit}"
 
 
 # --- exporter --------------------------------------------------------------------------------

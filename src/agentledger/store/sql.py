@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -29,7 +30,7 @@ from ..events import ROW_FIELDS, Event
 from . import rollups
 from .schema import events as events_table
 
-__all__ = ["HEAD_REVISION", "SQLStore", "normalize_url"]
+__all__ = ["HEAD_REVISION", "SQLStore", "StoreInfo", "normalize_url"]
 
 log = logging.getLogger("agentledger.store")
 
@@ -60,6 +61,20 @@ def normalize_url(url: str) -> str:
             "use sqlite:///path.db or postgresql://user@host/db"
         )
     return url
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """What :meth:`SQLStore.describe` finds: for ``agentledger db stats`` and operators."""
+
+    url: str  #: the password hidden
+    revision: str | None
+    events: int
+    first_event: datetime | None
+    last_event: datetime | None
+    size_bytes: int | None  #: SQLite: the file with its WAL; PostgreSQL: the database
+    marks: rollups.Marks  #: how far compaction has gone (epoch µs; 0: not yet)
+    rollup_rows: dict[str, int]  #: table -> rows (rollups, member bitmaps, user totals)
 
 
 class SQLStore:
@@ -418,6 +433,49 @@ class SQLStore:
                 return int(total or 0)
         except SQLAlchemyError as exc:
             raise _store_error(exc, self.url) from None
+
+    def describe(self) -> StoreInfo:
+        """Size, time span and rollup state of the database (counts every rollup row: a
+        second or so at tens of millions of events)."""
+        from .schema import rollup_members, rollup_tables, rollup_user_totals
+
+        tables = [*rollup_tables.values(), rollup_members, rollup_user_totals]
+
+        def read() -> StoreInfo:
+            with self.engine.connect() as conn:
+                count, first, last = conn.execute(
+                    select(
+                        func.count(),
+                        func.min(events_table.c.started_at),
+                        func.max(events_table.c.started_at),
+                    )
+                ).one()
+                rows = {
+                    t.name: int(conn.execute(select(func.count()).select_from(t)).scalar() or 0)
+                    for t in tables
+                }
+                found: dict[str, int] = dict(
+                    conn.execute(text("SELECT grain, upto FROM rollup_marks")).all()
+                )
+                size: Any = None
+                if self.dialect == "sqlite":
+                    database = make_url(self.url).database
+                    if database and database != ":memory:":
+                        size = sum(
+                            os.path.getsize(f"{database}{suffix}")
+                            for suffix in ("", "-wal")
+                            if os.path.exists(f"{database}{suffix}")
+                        )
+                else:
+                    size = conn.execute(
+                        text("SELECT pg_database_size(current_database())")
+                    ).scalar()
+            return StoreInfo(
+                _redact(self.url), self.revision(), int(count or 0), first, last,
+                None if size is None else int(size), _marks_of(found), rows,
+            )  # fmt: skip
+
+        return self._guarded(read)  # type: ignore[no-any-return]
 
     def after_fork(self) -> None:
         # Connections are sockets/file handles shared with the parent: drop them unused.

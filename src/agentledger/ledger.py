@@ -10,6 +10,7 @@ idempotent batches, retrying with backoff while the store is down.
 from __future__ import annotations
 
 import atexit
+import contextvars
 import functools
 import inspect
 import logging
@@ -79,6 +80,20 @@ class LedgerStats:
     sink_errors: int
     unpriced: int  # calls whose model had no known price
     last_error: str | None
+
+
+class _Later:
+    """A record whose row the writer builds: ``Ledger._row(*args)`` run in ``ctx``.
+
+    See :meth:`Ledger._record_later`. It waits in the buffer like a row until the writer (or
+    a query, which drains first) builds it.
+    """
+
+    __slots__ = ("args", "ctx")
+
+    def __init__(self, ctx: contextvars.Context, args: tuple[Any, ...]) -> None:
+        self.ctx = ctx
+        self.args = args
 
 
 class Ledger:
@@ -157,7 +172,7 @@ class Ledger:
 
     def _init_state(self) -> None:
         # Everything here is per process: rebuilt in a forked child (see _after_fork).
-        self._buf: list[Row] = []
+        self._buf: list[Row | _Later] = []
         self._buf_lock = threading.RLock()  # re-entrant: a SIGTERM handler may interrupt us
         self._cond = threading.Condition(self._buf_lock)
         self._ingest_lock = threading.RLock()  # re-entrant for the SIGTERM handler too
@@ -169,6 +184,7 @@ class Ledger:
         self._settled = 0  # of those, written or given up
         self._written = 0
         self._rejected = 0
+        self._unbuilt = 0  # _record_later() records that failed to build
         self._dropped = 0
         self._write_errors = 0
         self._sink_errors = 0
@@ -464,20 +480,69 @@ class Ledger:
     def _accept(self, row: Row) -> str | None:
         if self._sync and self.store is not None and not self._closed:
             return self._write_now(row)
+        return row[0] if self._enqueue(row) else None
+
+    def _enqueue(self, item: Row | _Later) -> bool:
+        """Put a row (or a record to build, see :meth:`_record_later`) in the buffer."""
         with self._buf_lock:
             if self._closed:
-                return self._drop("the ledger is closed")
+                self._drop("the ledger is closed")
+                return False
             if len(self._buf) + len(self._backlog) >= self._max_queue and (
                 self._overflow == "drop_new" or not self._wait_for_space()
             ):
-                return self._drop(f"queue full ({self._max_queue} pending)")
-            self._buf.append(row)
+                self._drop(f"queue full ({self._max_queue} pending)")
+                return False
+            self._buf.append(item)
             self._accepted += 1
             if len(self._buf) >= self._batch_size:
                 self._wake.set()
         if self._writer is None:
             self._start_writer()
-        return row[0]  # type: ignore[no-any-return]
+        return True
+
+    def _record_later(self, ctx: contextvars.Context, args: tuple[Any, ...]) -> None:
+        """Record an event whose row the writer builds: ``_row(*args)`` run in ``ctx``.
+
+        For recorders whose values are known to be well formed (the SDK integrations):
+        the caller's thread only appends to the buffer, and validation, attribution (from
+        ``ctx``, the context the call was made in), ids and the row are done off it. A row
+        that fails to build is counted as rejected and logged, never raised (even with
+        ``strict=True``: the caller has moved on). With ``durability="sync"`` the row is
+        built and written at once, as ``record_*`` do (and ``strict=True`` raises a bad
+        one, as they do). No event id is returned: callers that need it use ``record_*``.
+        """
+        if self._sync:
+            try:
+                row = ctx.run(self._row, *args)
+            except Exception as exc:
+                self._reject(exc)
+                return
+            self._accept(row)
+            return
+        self._enqueue(_Later(ctx, args))
+
+    def _built(self, items: list[Any]) -> list[Row]:
+        """``items`` with every :meth:`_record_later` record built into its row (the writer's
+        side); one that fails is rejected and settled (it will never be written)."""
+        out: list[Row] = []
+        failed = 0
+        for item in items:
+            if type(item) is not _Later:
+                out.append(item)
+                continue
+            try:
+                out.append(item.ctx.run(self._row, *item.args))
+            except Exception as exc:
+                failed += 1
+                self._log_limited("agentledger: rejected a record: %s", exc)
+        if failed:
+            with self._buf_lock:
+                self._rejected += failed
+                self._unbuilt += failed  # accepted, then rejected: not counted as recorded
+                self._settled += failed  # never to be written: flush() does not wait for it
+                self._cond.notify_all()
+        return out
 
     def _wait_for_space(self) -> bool:
         deadline = time.monotonic() + self._block_timeout
@@ -709,10 +774,10 @@ class Ledger:
         """Move buffered rows into the aggregates, the sinks and the write backlog."""
         with self._ingest_lock:
             with self._buf_lock:
-                rows, self._buf = self._buf, []
-                if not rows:
+                items, self._buf = self._buf, []
+                if not items:
                     return
-            rows = self._priced(rows)
+            rows = self._priced(self._built(items))
             durable = self.store is not None or self._url is not None
             if durable:
                 with self._buf_lock:
@@ -846,7 +911,7 @@ class Ledger:
         self._ingest()  # price what is buffered, so `unpriced` is current
         with self._buf_lock:
             return LedgerStats(
-                recorded=self._accepted,
+                recorded=self._accepted - self._unbuilt,
                 written=self._written,
                 rejected=self._rejected,
                 dropped=self._dropped,

@@ -420,7 +420,8 @@ class Call:
         adapter = self.adapter
         event_id: str | None = None
         try:
-            event_id = self._record(model, usage, estimated, error, extra)
+            # The event id is needed here only to link the tool calls a response asked for.
+            event_id = self._record(model, usage, estimated, error, extra, bool(tool_names))
         except Exception:
             log.warning("agentledger: could not record a %s call", adapter.endpoint,
                         exc_info=True)  # fmt: skip
@@ -453,7 +454,10 @@ class Call:
         estimated: bool,
         error: BaseException | None,
         extra: dict[str, Any] | None,
+        want_id: bool = True,
     ) -> str | None:
+        """Record the call; its event id if ``want_id``, else None: the row is then built by
+        the ledger's writer (:meth:`Ledger._record_later`), off the caller's thread."""
         duration_ms = (time.perf_counter() - self._t0) * 1000.0
         ledger = self._ledger_ref()
         if ledger is None:
@@ -488,8 +492,17 @@ class Call:
                 metadata["http_status"] = status_code
             status, error_type = "error", type(error).__name__
             error_message = str(error) or error_type
+        model = model or request_model or "unknown"
+        if not want_id:
+            ledger._record_later(self._ctx, (
+                "llm", model, adapter.provider, model, u.input_tokens, u.output_tokens,
+                u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens,
+                u.cache_write_1h_tokens, duration_ms, None, status, error_type, error_message,
+                None, None, None, None, None, None, metadata, self.started_at, None,
+            ))  # fmt: skip
+            return None
         return self._ctx.run(
-            ledger.record_llm, model or request_model or "unknown", u.input_tokens,
+            ledger.record_llm, model, u.input_tokens,
             u.output_tokens, provider=adapter.provider, cache_read_tokens=u.cache_read_tokens,
             cache_write_tokens=u.cache_write_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens,
             reasoning_tokens=u.reasoning_tokens, duration_ms=duration_ms, metadata=metadata,

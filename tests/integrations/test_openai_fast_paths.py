@@ -468,3 +468,76 @@ def test_reasoning_content_in_a_typed_chunk_counts_as_a_token() -> None:
     assert watcher.on_item({"choices": [{"delta": {"reasoning_content": "x"}}]}) == (True, True)
     assert watcher.tokens_seen == 3
     assert watcher.model == "deepseek-r1"
+
+
+# --- chunks watched on their raw events ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param('{"choices":[{"delta":{"content":"Hi"}}]}', True, id="compact"),
+        pytest.param('{"choices": [{"delta": {"content" : "Hi"}}]}', True, id="spaced"),
+        pytest.param(
+            '{"choices":[{"delta":{"role":"assistant","content":""}}]}', False, id="empty"
+        ),
+        pytest.param('{"choices":[{"delta":{"content":null}}]}', False, id="null"),
+        pytest.param('{"choices":[{"delta":{}}]}', False, id="no-fields"),
+        pytest.param('{"choices":[{"delta":{"content":"\\"q"}}]}', True, id="escaped-quote"),
+        pytest.param('{"choices":[{"delta":{"refusal":"No."}}]}', True, id="refusal"),
+        pytest.param('{"choices":[{"delta":{"reasoning_content":"hm"}}]}', True, id="reasoning"),
+        pytest.param(
+            '{"choices":[{"delta":{"content":""},"logprobs":{"content":[{"token":"x"}]}}]}',
+            False,
+            id="logprobs-list",
+        ),
+        pytest.param(
+            '{"choices":[{"delta":{"content":"say \\"content\\": \\"\\""}}]}',
+            True,
+            id="key-text-in-content",
+        ),
+    ],
+)
+def test_raw_text_detection(data: str, expected: bool) -> None:
+    from agentledger.integrations.openai import _has_text
+
+    assert json.loads(data)  # the cases are valid JSON
+    assert _has_text(data, data.find('"delta"')) is expected
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({}, id="text"),
+        pytest.param({"x-fake-tools": json.dumps(["get_weather", "search"])}, id="tool-calls"),
+    ],
+)
+def test_raw_and_typed_watching_record_the_same(
+    client: openai.OpenAI, ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
+    headers: dict[str, str],
+) -> None:  # fmt: skip
+    """Tokens seen, tools asked for, time to first token: the same from raw events as from
+    the typed chunks (the hook turned off)."""
+    al_openai.instrument(ledger=ledger)
+
+    def once() -> tuple[list[Any], _ChatWatcher]:
+        stream = client.chat.completions.create(
+            model="o3-mini", messages=MESSAGES, stream=True,
+            extra_headers={**usage_header(), **headers},
+        )  # fmt: skip
+        return list(stream), watcher_of(stream)
+
+    raw_chunks, raw = once()
+    with monkeypatch.context() as m:
+        m.setattr(al_openai, "_skip_usage_events", lambda stream, watcher: False)
+        typed_chunks, typed = once()
+    assert raw.call is not None
+    assert typed.call is None  # watched on the typed chunks
+    assert [c.model_dump() for c in raw_chunks] == [c.model_dump() for c in typed_chunks]
+    assert (raw.tokens_seen, raw.tool_names, raw.model) == (
+        typed.tokens_seen, typed.tool_names, typed.model,
+    )  # fmt: skip
+    assert raw.tokens_seen > 0
+    assert raw.tool_names == (frozenset({"get_weather", "search"}) if headers else frozenset())
+    first, second = events(ledger)
+    assert stable(first) == stable(second)
+    assert first.metadata["ttft_ms"] >= 0
+    assert second.metadata["ttft_ms"] >= 0

@@ -177,8 +177,8 @@ class StreamWatcher:
         """Return (pass the item to the caller, the item carries generated content)."""
         return True, False
 
-    def attach(self, stream: Any) -> None:
-        """Called with the SDK stream before anything reads it (a hook; optional)."""
+    def attach(self, stream: Any, call: Call) -> None:
+        """Called with the SDK stream and its call before anything reads it (a hook)."""
 
 
 class Adapter:
@@ -252,7 +252,7 @@ def _watched(result: Any, call: Call, watcher: StreamWatcher) -> _StreamProxyBas
     else:
         return None
     try:
-        watcher.attach(result)
+        watcher.attach(result, call)
     except Exception:
         log.warning("agentledger: could not attach to a %s stream", call.adapter.endpoint,
                     exc_info=True)  # fmt: skip

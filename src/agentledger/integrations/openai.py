@@ -21,13 +21,15 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import time
 import types
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, Final
 
 from ..ledger import Ledger
 from ._common import (
     Adapter,
+    Call,
     Patch,
     Patcher,
     StreamWatcher,
@@ -126,15 +128,62 @@ def _responses_item_name(item: Any) -> frozenset[str]:
 
 # --- adapters ----------------------------------------------------------------------------------
 class _ChatWatcher(StreamWatcher):
+    call: Call | None = None  # set when the raw events are watched (see attach)
+    typed_next = False  # the next typed chunk is a usage chunk the raw reader left alone
+
     def __init__(self, hide_usage_chunk: bool) -> None:
         self.hide_usage_chunk = hide_usage_chunk
         self.usage_events_skipped = 0  # usage chunks read from the raw event (see attach)
 
-    def attach(self, stream: Any) -> None:
+    def attach(self, stream: Any, call: Call) -> None:
         # The usage-only chunk we asked for on the caller's behalf is never shown to them:
-        # read it from the raw event instead of letting the SDK build a model of it.
-        if self.hide_usage_chunk:
-            _skip_usage_events(stream, self)
+        # read it from the raw event instead of letting the SDK build a model of it. Where
+        # the raw events can be read, the chunks are watched there too (a few substring
+        # tests on the event's text instead of attribute reads on each chunk's model); the
+        # typed chunks then only pass through, but for the model of the first.
+        if self.hide_usage_chunk and _skip_usage_events(stream, self):
+            self.call = call
+            self.on_item = self._model_only  # type: ignore[method-assign]
+
+    def on_event(self, sse: Any) -> bool:
+        """Watch one raw server-sent event; True if it is the usage-only chunk, now read
+        (the SDK never sees it)."""
+        try:
+            data = sse.data
+            if _EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data:
+                chunk = _usage_event(data)
+                if chunk is not None and self.on_usage_event(chunk):
+                    return True
+                self.typed_next = True  # not read here: the typed chunk is read (and hidden)
+                return False
+            start = data.find('"delta"')
+            if start < 0:
+                return False
+            token = _has_text(data, start)
+            if '"tool_calls"' in data:
+                calls, names = _raw_tool_calls(data)
+                if calls:  # argument deltas too, as the typed chunks count them
+                    self.tool_names |= names
+                    token = True
+            if token:
+                self.tokens_seen += 1
+                call = self.call
+                if call is not None and call.first_token_at is None:
+                    call.first_token_at = time.perf_counter()
+        except Exception:
+            log.warning("agentledger: could not read a stream event", exc_info=True)
+        return False
+
+    def _model_only(self, item: Any) -> tuple[bool, bool]:
+        # Raw events are watched (see attach): a typed chunk only gives the model, once;
+        # but for a usage-only chunk the raw reader could not take, read like any other.
+        if self.typed_next:
+            self.typed_next = False
+            return _ChatWatcher.on_item(self, item)
+        if self.model is None:
+            model = attr(item, "model")
+            self.model = model if isinstance(model, str) and model else None
+        return _PASS
 
     def on_usage_event(self, data: dict[str, Any]) -> bool:
         """Read the usage-only chunk from its raw event (a dict; see :func:`_skip_usage_events`).
@@ -221,16 +270,45 @@ def _usage_event(data: str) -> dict[str, Any] | None:
     return None
 
 
-def _taken(sse: Any, watcher: _ChatWatcher) -> bool:
-    """True if ``sse`` is the usage-only event and ``watcher`` read it (the SDK never sees it)."""
-    try:  # a substring test first: the JSON is decoded only for a likely match
-        data = sse.data
-        chunk = (
-            _usage_event(data) if _EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data else None
-        )
-    except Exception:
-        return False
-    return chunk is not None and watcher.on_usage_event(chunk)
+_PASS: Final = (True, False)
+# Delta fields whose non-empty text is generated content (reasoning_content: DeepSeek, vLLM).
+_TEXT_KEYS: Final = ('"content"', '"refusal"', '"reasoning_content"')
+_BLANK: Final = frozenset(" \t\r\n:")
+
+
+def _has_text(data: str, start: int) -> bool:
+    """True if the raw chunk ``data`` has a non-empty string in a text field of its delta
+    (searched from ``start``, where ``"delta"`` is). In JSON text a bare ``"content"`` can
+    only be a key or a whole string (quotes inside strings are escaped), and a value that
+    is not a string (``null``, the ``logprobs`` list) does not count."""
+    end = len(data)
+    for key in _TEXT_KEYS:
+        at = data.find(key, start)
+        if at < 0:
+            continue
+        at += len(key)
+        while at < end and data[at] in _BLANK:
+            at += 1
+        if at + 1 < end and data[at] == '"' and data[at + 1] != '"':
+            return True
+    return False
+
+
+def _raw_tool_calls(data: str) -> tuple[bool, frozenset[str]]:
+    """Whether a raw chunk's deltas hold tool calls, and the tool names among them (the
+    chunk mentions ``tool_calls``; it is decoded, which only tool-calling chunks cost)."""
+    try:
+        chunk, _ = _SCAN_JSON(data, 0)
+    except (StopIteration, ValueError):
+        return False, frozenset()
+    calls = False
+    names: frozenset[str] = frozenset()
+    for choice in attr(chunk, "choices") or ():
+        tool_calls = attr(choice, "delta", "tool_calls")
+        if tool_calls:
+            calls = True
+            names |= _chat_tool_call_names(tool_calls)
+    return calls, names
 
 
 # SDK event readers (``Stream._iter_events``) -> True (async generator), False (generator)
@@ -274,7 +352,7 @@ def _skip_usage_events(stream: Any, watcher: _ChatWatcher) -> bool:
         async def aiter_events() -> AsyncIterator[Any]:
             vars(stream).pop("_iter_events", None)  # no cycle (see above)
             async for sse in events():
-                if not _taken(sse, watcher):
+                if not watcher.on_event(sse):
                     yield sse
 
         stream._iter_events = aiter_events
@@ -283,7 +361,7 @@ def _skip_usage_events(stream: Any, watcher: _ChatWatcher) -> bool:
     def iter_events() -> Iterator[Any]:
         vars(stream).pop("_iter_events", None)  # no cycle (see above)
         for sse in events():
-            if not _taken(sse, watcher):
+            if not watcher.on_event(sse):
                 yield sse
 
     stream._iter_events = iter_events

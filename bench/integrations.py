@@ -15,7 +15,8 @@ streaming runs add a fourth configuration, the plain SDK asking for the usage ch
 agentledger requests (the same way: ``extra_body``), to show what that one extra chunk costs
 when the SDK builds its model (agentledger reads it from the raw event instead).
 
-Then, in process only, a paired measurement (information rows, ``... paired [...]``): the
+Then, in process only, a paired measurement (rows ``... paired [...]``, which judge the 50 µs
+bound; the block design judges the comparison with OpenLLMetry): the
 same client unwrapped and ``wrap()``-ped by agentledger (a ledger of its own), calls
 alternating one by one in a random order; the added time is the median of the per-call
 differences. On a machine whose speed drifts from block to block it resolves a few µs where
@@ -331,9 +332,12 @@ def _results(scenario: str, title: str, samples: dict[str, _Samples], rounds: in
         ratio = peer.median / ours.median if ours.median > 0 else None
         # The target is on time per call (wall); the caller thread's CPU is shown
         # beside it for information (it leaves out waiting for the server and for a core).
+        # The block design judges the comparison with OpenLLMetry (measured only here); the
+        # 50 µs bound is judged on the paired rows (see _paired_results): on a machine whose
+        # speed drifts between blocks, a block-design difference can move by tens of µs.
         passed = None
         if clock == "wall":
-            passed = ours.median <= TARGET_US and ours.median < peer.median
+            passed = ours.median < peer.median
         extra = ""
         if "plain+usage" in added:
             extra = (f"; of ours, the usage chunk alone (plain SDK asked for it) adds "
@@ -341,7 +345,7 @@ def _results(scenario: str, title: str, samples: dict[str, _Samples], rounds: in
         out.append(Result(
             f"integrations {scenario} [{clock}]", f"added {clock} time per call", "µs/call",
             ours.median, peer.median, PEER_NAME, ratio, "peer / ours",
-            "<= 50 µs and < peer" if clock == "wall" else "(info)", passed,
+            "< peer" if clock == "wall" else "(info)", passed,
             ours.rounds, peer.rounds,
             f"{title}; {rounds} rounds x {n} calls per configuration; plain median "
             f"{_pooled_median(plain):,.1f} µs; added, 95% CI (rounds resampled): agentledger "
@@ -467,7 +471,9 @@ def _paired_results(
             extra = f"; the plain SDK asking for the usage chunk adds {added['plain+usage'][0]:.1f}"
         out.append(Result(
             f"integrations {scenario} paired [{clock}]", f"added {clock} time per call",
-            "µs/call", med, None, "-", None, "", "(info)", None,
+            "µs/call", med, None, "-", None, "",
+            f"<= {TARGET_US:g} µs" if clock == "wall" else "(info)",
+            med <= TARGET_US if clock == "wall" else None,
             notes=f"{title}; agentledger.integrations.openai.wrap(client, ledger) against the "
             f"same client unwrapped, {n} calls each alternating one by one (random order); "
             f"median of the per-call differences, 95% CI {lo:.1f}..{hi:.1f}{extra}",

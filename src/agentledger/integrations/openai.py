@@ -181,8 +181,7 @@ class _ChatWatcher(StreamWatcher):
             self.typed_next = False
             return _ChatWatcher.on_item(self, item)
         if self.model is None:
-            model = attr(item, "model")
-            self.model = model if isinstance(model, str) and model else None
+            self.model = _model(item)
         return _PASS
 
     def on_usage_event(self, data: dict[str, Any]) -> bool:
@@ -326,6 +325,7 @@ def _skip_usage_events(stream: Any, watcher: _ChatWatcher) -> bool:
     chunk costs tens of µs and the caller never sees it (it is the chunk we asked for). Where
     the SDK is not shaped like that (another version, a stream already started), nothing is
     filtered and the proxy reads and hides the typed chunk as before. True if installed.
+    Every event goes through ``watcher.on_event`` (which also watches the other chunks).
 
     The filter removes itself from the stream when the SDK calls it (once, as iteration
     starts): a stream holding a closure that holds the stream is a reference cycle, and the

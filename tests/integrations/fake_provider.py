@@ -6,7 +6,7 @@ the SDK's ``extra_headers``:
 
 * ``x-fake-usage``: JSON, the provider-native ``usage`` object to answer with;
 * ``x-fake-model``: the model name to answer with (default: the requested model);
-* ``x-fake-chunks``: how many text chunks a stream sends (default 3);
+* ``x-fake-chunks``: how many text chunks a stream sends (default 3; the words repeat);
 * ``x-fake-tools``: JSON list of tool names: the model asks for these tools (Chat
   ``tool_calls``, Responses ``function_call`` items, Anthropic ``tool_use`` blocks, streamed
   or not) instead of answering with text; each call's arguments are ``{"q": "<name>"}``;
@@ -42,6 +42,11 @@ DEFAULT_OPENAI_USAGE: dict[str, Any] = {
 }
 DEFAULT_ANTHROPIC_USAGE: dict[str, Any] = {"input_tokens": 20, "output_tokens": 10}
 WORDS = ["Hello", " there", ",", " friend", "!", " How", " are", " you", "?"]
+
+
+def words(n: int) -> list[str]:
+    """The first ``n`` text pieces of a response: :data:`WORDS`, repeated as needed."""
+    return [WORDS[i % len(WORDS)] for i in range(n)]
 
 
 def _sse(data: Any, event: str | None = None) -> bytes:
@@ -135,7 +140,7 @@ class _Handler(BaseHTTPRequestHandler):
     # --- OpenAI -------------------------------------------------------------------------------
     def _chat(self, body: dict[str, Any], model: str, usage: Any, n: int, broken: bool) -> None:
         created = 1_700_000_000
-        text = "".join(WORDS[:n])
+        text = "".join(words(n))
         if not body.get("stream"):
             self._json(200, {
                 "id": "chatcmpl-fake", "object": "chat.completion", "created": created,
@@ -161,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
             return c
 
         events = [_sse(chunk({"role": "assistant", "content": ""}))]
-        events += [_sse(chunk({"content": w})) for w in WORDS[:n]]
+        events += [_sse(chunk({"content": w})) for w in words(n)]
         events.append(_sse(chunk({}, "stop")))
         if include_usage:
             events.append(_sse({
@@ -243,7 +248,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _responses(
         self, body: dict[str, Any], model: str, usage: Any, n: int, broken: bool
     ) -> None:
-        text = "".join(WORDS[:n])
+        text = "".join(words(n))
         if not body.get("stream"):
             self._json(200, self._response_obj(model, text, usage, "completed"))
             return
@@ -260,7 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
                             "output_index": 0, "content_index": 0, "sequence_number": next(seq),
                             "part": {"type": "output_text", "text": "", "annotations": []}},
                            "response.content_part.added"))  # fmt: skip
-        for w in WORDS[:n]:
+        for w in words(n):
             events.append(_sse({
                 "type": "response.output_text.delta", "item_id": "msg_fake", "output_index": 0,
                 "content_index": 0, "delta": w, "logprobs": [], "sequence_number": next(seq),
@@ -315,7 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _messages(
         self, body: dict[str, Any], model: str, usage: dict[str, Any], n: int, broken: bool
     ) -> None:
-        text = "".join(WORDS[:n])
+        text = "".join(words(n))
         if not body.get("stream"):
             self._json(200, {
                 "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
@@ -334,7 +339,7 @@ class _Handler(BaseHTTPRequestHandler):
                   "content_block": {"type": "text", "text": ""}}, "content_block_start"),
             _sse({"type": "ping"}, "ping"),
         ]  # fmt: skip
-        for w in WORDS[:n]:
+        for w in words(n):
             events.append(_sse({"type": "content_block_delta", "index": 0,
                                 "delta": {"type": "text_delta", "text": w}},
                                "content_block_delta"))  # fmt: skip

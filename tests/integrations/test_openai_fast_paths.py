@@ -26,7 +26,13 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from agentledger import Event, Ledger
 from agentledger.integrations import openai as al_openai
-from agentledger.integrations.openai import _CHAT, _ChatWatcher, _skip_usage_events, _usage_event
+from agentledger.integrations.openai import (
+    _CHAT,
+    _READ_EVERY,
+    _ChatWatcher,
+    _skip_usage_events,
+    _usage_event,
+)
 
 from ._stored import events, only_event
 
@@ -189,6 +195,38 @@ def test_a_stream_cut_before_the_usage_chunk_is_still_estimated(
     e = only_event(ledger)
     assert e.status == "error"
     assert e.metadata["usage_estimated"] is True
+
+
+def test_a_long_stream_closed_early_counts_every_event_it_saw(
+    client: openai.OpenAI, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raw events kept unread (see ``_ChatWatcher.on_event``) are read when the caller
+    closes the stream: the estimate is the one the typed chunks give."""
+    al_openai.instrument(ledger=ledger)
+    read = 2 * _READ_EVERY + 7
+
+    def once() -> _ChatWatcher:
+        stream = client.chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, stream=True,
+            extra_headers=usage_header(chunks=str(4 * _READ_EVERY)),
+        )  # fmt: skip
+        with stream:
+            for i, _ in enumerate(stream, 1):
+                if i == read:
+                    break
+        return watcher_of(stream)
+
+    raw = once()
+    with monkeypatch.context() as m:
+        m.setattr(al_openai, "_skip_usage_events", lambda stream, watcher: False)
+        typed = once()
+    assert raw.call is not None
+    assert typed.call is None
+    assert raw.tokens_seen == typed.tokens_seen >= read - 1
+    first, second = events(ledger)
+    assert first.metadata["stream_closed_early"] is True
+    assert first.metadata["usage_estimated"] is True
+    assert first.output_tokens == second.output_tokens == raw.tokens_seen
 
 
 class _Events:
@@ -508,6 +546,8 @@ def test_raw_text_detection(data: str, expected: bool) -> None:
     [
         pytest.param({}, id="text"),
         pytest.param({"x-fake-tools": json.dumps(["get_weather", "search"])}, id="tool-calls"),
+        # More events than are kept unread at a time (read in runs after the first token).
+        pytest.param({"x-fake-chunks": str(3 * _READ_EVERY + 5)}, id="long"),
     ],
 )
 def test_raw_and_typed_watching_record_the_same(
@@ -535,8 +575,10 @@ def test_raw_and_typed_watching_record_the_same(
     assert (raw.tokens_seen, raw.tool_names, raw.model) == (
         typed.tokens_seen, typed.tool_names, typed.model,
     )  # fmt: skip
-    assert raw.tokens_seen > 0
-    assert raw.tool_names == (frozenset({"get_weather", "search"}) if headers else frozenset())
+    assert raw.tokens_seen > (_READ_EVERY if "x-fake-chunks" in headers else 0)
+    tools = frozenset({"get_weather", "search"}) if "x-fake-tools" in headers else frozenset()
+    assert raw.tool_names == tools
+    assert raw._unread == []  # every kept event was read when the stream ended
     first, second = events(ledger)
     assert stable(first) == stable(second)
     assert first.metadata["ttft_ms"] >= 0

@@ -172,6 +172,11 @@ class StreamWatcher:
     complete_usage: bool = False  # True once the provider's final usage has been seen
     tokens_seen: int = 0  # content-bearing items seen (an output estimate when usage is missing)
     tool_names: frozenset[str] = frozenset()  # tools the streamed response asks for
+    # Set by ``attach`` when the stream's raw events are watched (tokens, tools, the first
+    # token's time are read there): the typed items then go to ``on_item`` only while the
+    # model is unknown or ``typed_next`` says the next one must be read (and maybe hidden).
+    raw_watched: bool = False
+    typed_next: bool = False
 
     def on_item(self, item: Any) -> tuple[bool, bool]:
         """Return (pass the item to the caller, the item carries generated content)."""
@@ -179,6 +184,9 @@ class StreamWatcher:
 
     def attach(self, stream: Any, call: Call) -> None:
         """Called with the SDK stream and its call before anything reads it (a hook)."""
+
+    def settle(self) -> None:
+        """Finish reading what was seen so far (a hook: called before the call is recorded)."""
 
 
 class Adapter:
@@ -648,6 +656,7 @@ class _StreamProxyBase:
         if call.done:
             return
         try:
+            w.settle()
             usage = w.usage
             estimated = not w.complete_usage
             if usage is None:
@@ -678,18 +687,32 @@ class SyncStreamProxy(_StreamProxyBase):
     __slots__ = ()
 
     def _al_generator(self) -> Iterator[Any]:
-        call, on_item = self._al_call, self._al_watcher.on_item
+        call, w = self._al_call, self._al_watcher
+        on_item = w.on_item
         try:
-            for item in self._al_inner:
-                try:
-                    passed, token = on_item(item)
-                except Exception:
-                    log.warning("agentledger: could not read a stream item", exc_info=True)
-                    passed, token = True, False
-                if token and call.first_token_at is None:
-                    call.first_token_at = time.perf_counter()
-                if passed:
+            if w.raw_watched:
+                for item in self._al_inner:
+                    if w.model is None or w.typed_next:
+                        try:
+                            passed = on_item(item)[0]
+                        except Exception:
+                            log.warning("agentledger: could not read a stream item",
+                                        exc_info=True)  # fmt: skip
+                            passed = True
+                        if not passed:
+                            continue
                     yield item
+            else:
+                for item in self._al_inner:
+                    try:
+                        passed, token = on_item(item)
+                    except Exception:
+                        log.warning("agentledger: could not read a stream item", exc_info=True)
+                        passed, token = True, False
+                    if token and call.first_token_at is None:
+                        call.first_token_at = time.perf_counter()
+                    if passed:
+                        yield item
         except GeneratorExit:
             self._al_finish(closed_early=True)
             raise
@@ -730,18 +753,32 @@ class AsyncStreamProxy(_StreamProxyBase):
     __slots__ = ()
 
     async def _al_generator(self) -> AsyncIterator[Any]:
-        call, on_item = self._al_call, self._al_watcher.on_item
+        call, w = self._al_call, self._al_watcher
+        on_item = w.on_item
         try:
-            async for item in self._al_inner:
-                try:
-                    passed, token = on_item(item)
-                except Exception:
-                    log.warning("agentledger: could not read a stream item", exc_info=True)
-                    passed, token = True, False
-                if token and call.first_token_at is None:
-                    call.first_token_at = time.perf_counter()
-                if passed:
+            if w.raw_watched:
+                async for item in self._al_inner:
+                    if w.model is None or w.typed_next:
+                        try:
+                            passed = on_item(item)[0]
+                        except Exception:
+                            log.warning("agentledger: could not read a stream item",
+                                        exc_info=True)  # fmt: skip
+                            passed = True
+                        if not passed:
+                            continue
                     yield item
+            else:
+                async for item in self._al_inner:
+                    try:
+                        passed, token = on_item(item)
+                    except Exception:
+                        log.warning("agentledger: could not read a stream item", exc_info=True)
+                        passed, token = True, False
+                    if token and call.first_token_at is None:
+                        call.first_token_at = time.perf_counter()
+                    if passed:
+                        yield item
         except GeneratorExit:
             self._al_finish(closed_early=True)
             raise

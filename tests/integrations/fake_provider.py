@@ -7,6 +7,9 @@ the SDK's ``extra_headers``:
 * ``x-fake-usage``: JSON, the provider-native ``usage`` object to answer with;
 * ``x-fake-model``: the model name to answer with (default: the requested model);
 * ``x-fake-chunks``: how many text chunks a stream sends (default 3; the words repeat);
+* ``x-fake-usage-on: last``: a Chat Completions stream sends its usage on its last chunk
+  with choices (as some OpenAI-compatible servers do), not on a chunk of its own; ``none``:
+  it sends no usage at all (a server that ignores ``stream_options``);
 * ``x-fake-tools``: JSON list of tool names: the model asks for these tools (Chat
   ``tool_calls``, Responses ``function_call`` items, Anthropic ``tool_use`` blocks, streamed
   or not) instead of answering with text; each call's arguments are ``{"q": "<name>"}``;
@@ -167,8 +170,12 @@ class _Handler(BaseHTTPRequestHandler):
 
         events = [_sse(chunk({"role": "assistant", "content": ""}))]
         events += [_sse(chunk({"content": w})) for w in words(n)]
-        events.append(_sse(chunk({}, "stop")))
-        if include_usage:
+        final = chunk({}, "stop")
+        usage_on = self.headers.get("x-fake-usage-on")
+        if include_usage and usage_on == "last":
+            final["usage"] = usage
+        events.append(_sse(final))
+        if include_usage and usage_on is None:
             events.append(_sse({
                 "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
                 "model": model, "choices": [], "usage": usage,

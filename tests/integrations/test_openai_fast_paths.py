@@ -229,6 +229,57 @@ def test_a_long_stream_closed_early_counts_every_event_it_saw(
     assert first.output_tokens == second.output_tokens == raw.tokens_seen
 
 
+def test_usage_on_a_chunk_with_choices_is_read_raw_as_typed(
+    client: openai.OpenAI, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compatible server that puts the usage on its last chunk with choices: the chunk
+    reaches the caller, and its usage is recorded, raw as typed."""
+    al_openai.instrument(ledger=ledger)
+
+    def once() -> tuple[list[Any], _ChatWatcher]:
+        stream = client.chat.completions.create(
+            model="o3-mini", messages=MESSAGES, stream=True,
+            extra_headers=usage_header(**{"usage-on": "last"}),
+        )  # fmt: skip
+        return list(stream), watcher_of(stream)
+
+    raw_chunks, raw = once()
+    with monkeypatch.context() as m:
+        m.setattr(al_openai, "_skip_usage_events", lambda stream, watcher: False)
+        typed_chunks, typed = once()
+    assert raw.call is not None
+    assert typed.call is None
+    assert raw.usage_events_skipped == 0
+    assert [c.model_dump() for c in raw_chunks] == [c.model_dump() for c in typed_chunks]
+    assert raw_chunks[-1].usage is not None  # the caller's own chunk: shown
+    first, second = events(ledger)
+    assert stable(first) == stable(second)
+    assert (first.input_tokens, first.output_tokens, first.cache_read_tokens) == (2000, 600, 1500)
+    assert "usage_estimated" not in first.metadata
+
+
+@pytest.mark.parametrize(
+    ("data", "no_choices", "usage"),
+    [
+        pytest.param('{"choices":[],"usage":{"prompt_tokens":1}}', True, True, id="compact"),
+        pytest.param('{"choices": [], "usage": {"a": 1}}', True, True, id="spaced"),
+        # spaced some other way: not read raw (the usage-only chunk is then read typed)
+        pytest.param('{"choices" : [ ], "usage" : {"a": 1}}', False, False, id="odd-spacing"),
+        pytest.param('{"choices":[{"delta":{}}],"usage":null}', False, False, id="null-usage"),
+        pytest.param('{"choices":[{"delta":{}}],"usage":{"a":1}}', False, True, id="both"),
+        pytest.param('{"id":"x"}', False, False, id="neither"),
+        pytest.param('{"choices":[{"delta":{"content":"\\"choices\\":[] \\"usage\\":{"}}]}',
+                     False, False, id="key-text-in-content"),
+    ],
+)  # fmt: skip
+def test_raw_choices_and_usage_detection(data: str, no_choices: bool, usage: bool) -> None:
+    from agentledger.integrations.openai import _has_usage, _no_choices
+
+    assert json.loads(data)  # the cases are valid JSON
+    assert _no_choices(data) is no_choices
+    assert _has_usage(data) is usage
+
+
 class _Events:
     """An SDK-shaped stream: events from ``_iter_events``, read when iteration starts."""
 
@@ -548,6 +599,11 @@ def test_raw_text_detection(data: str, expected: bool) -> None:
         pytest.param({"x-fake-tools": json.dumps(["get_weather", "search"])}, id="tool-calls"),
         # More events than are kept unread at a time (read in runs after the first token).
         pytest.param({"x-fake-chunks": str(3 * _READ_EVERY + 5)}, id="long"),
+        # A server that sends no usage: the tokens seen are the recorded estimate.
+        pytest.param({"x-fake-usage-on": "none"}, id="no-usage"),
+        pytest.param(
+            {"x-fake-usage-on": "none", "x-fake-chunks": str(_READ_EVERY + 7)}, id="long-no-usage"
+        ),
     ],
 )
 def test_raw_and_typed_watching_record_the_same(
@@ -572,9 +628,12 @@ def test_raw_and_typed_watching_record_the_same(
     assert raw.call is not None
     assert typed.call is None  # watched on the typed chunks
     assert [c.model_dump() for c in raw_chunks] == [c.model_dump() for c in typed_chunks]
-    assert (raw.tokens_seen, raw.tool_names, raw.model) == (
-        typed.tokens_seen, typed.tool_names, typed.model,
-    )  # fmt: skip
+    assert (raw.tool_names, raw.model) == (typed.tool_names, typed.model)
+    if "x-fake-usage-on" in headers:  # no usage came: both count every token
+        assert raw.tokens_seen == typed.tokens_seen
+        assert raw.complete_usage is typed.complete_usage is False
+    else:  # the raw watcher stops counting (an estimate) once the usage has come
+        assert 1 <= raw.tokens_seen <= typed.tokens_seen
     assert raw.tokens_seen > (_READ_EVERY if "x-fake-chunks" in headers else 0)
     tools = frozenset({"get_weather", "search"}) if "x-fake-tools" in headers else frozenset()
     assert raw.tool_names == tools
@@ -583,3 +642,6 @@ def test_raw_and_typed_watching_record_the_same(
     assert stable(first) == stable(second)
     assert first.metadata["ttft_ms"] >= 0
     assert second.metadata["ttft_ms"] >= 0
+    if "x-fake-usage-on" in headers:
+        assert first.output_tokens == raw.tokens_seen
+        assert first.metadata["usage_estimated"] is True

@@ -170,7 +170,9 @@ class StreamWatcher:
     model: str | None = None
     usage: Usage | None = None
     complete_usage: bool = False  # True once the provider's final usage has been seen
-    tokens_seen: int = 0  # content-bearing items seen (an output estimate when usage is missing)
+    # Content-bearing items seen: the output estimate when the usage is missing (a watcher
+    # may stop counting once the provider's final usage has come).
+    tokens_seen: int = 0
     tool_names: frozenset[str] = frozenset()  # tools the streamed response asks for
     # Set by ``attach`` when the stream's raw events are watched (tokens, tools, the first
     # token's time are read there): the typed items then go to ``on_item`` only while the

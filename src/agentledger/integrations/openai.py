@@ -158,7 +158,7 @@ class _ChatWatcher(StreamWatcher):
         """
         try:
             data = sse.data
-            if _EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data:
+            if _EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data:  # _no_choices
                 chunk = _usage_event(data)
                 if chunk is not None and self.on_usage_event(chunk):
                     return True
@@ -180,8 +180,20 @@ class _ChatWatcher(StreamWatcher):
         if not unread:
             return
         self._unread = []
+        final = self.usage_events_skipped > 0  # the usage-only chunk came: its usage stands
+        if final:
+            # and the tokens seen (an estimate, wanted only without it) need not be counted:
+            # only the tools asked for are still to read.
+            for data in unread:
+                if '"tool_calls"' in data:
+                    break
+            else:
+                return
         for data in unread:
             try:
+                # _has_usage: a usage on a chunk with choices (some compatible servers)
+                if not final and (_USAGE_OBJECT in data or _USAGE_OBJECT_SPACED in data):
+                    self._read_usage(data)
                 start = data.find('"delta"')
                 if start < 0:
                     continue
@@ -198,6 +210,13 @@ class _ChatWatcher(StreamWatcher):
                         call.first_token_at = time.perf_counter()
             except Exception:
                 log.warning("agentledger: could not read a stream event", exc_info=True)
+
+    def _read_usage(self, data: str) -> None:
+        """The usage of a raw chunk that also has choices (passed on to the caller)."""
+        chunk, _ = _SCAN_JSON(data, 0)
+        usage = chunk.get("usage") if type(chunk) is dict else None
+        if type(usage) is dict:
+            self.usage, self.complete_usage = _dict_usage(usage), True
 
     def _model_only(self, item: Any) -> tuple[bool, bool]:
         # Raw events are watched (see attach): a typed chunk only gives the model, once;
@@ -268,9 +287,25 @@ class _ChatWatcher(StreamWatcher):
 
 #: Raw events kept before they are read, once the first token has come (see on_event).
 _READ_EVERY: Final = 64
-# The usage-only chunk in raw JSON: ``"choices":[]`` (OpenAI's compact form) or with a space.
-_EMPTY_CHOICES = '"choices":[]'
-_EMPTY_CHOICES_SPACED = '"choices": []'
+# The raw JSON of a usage-only chunk holds ``"choices":[]`` (OpenAI's compact form, or with
+# Python's default spacing), and a usage object ``"usage":{``. Plain substring tests: a quote
+# inside a JSON string is escaped, so chunk text cannot match them; a server spacing its JSON
+# some other way only has its usage-only chunk read typed (see _model_only), and a usage it
+# puts on a chunk with choices is then not read raw.
+_EMPTY_CHOICES: Final = '"choices":[]'
+_EMPTY_CHOICES_SPACED: Final = '"choices": []'
+_USAGE_OBJECT: Final = '"usage":{'
+_USAGE_OBJECT_SPACED: Final = '"usage": {'
+
+
+def _no_choices(data: str) -> bool:
+    """True if the raw chunk's ``choices`` is an empty list: the usage-only chunk."""
+    return _EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data
+
+
+def _has_usage(data: str) -> bool:
+    """True if the raw chunk has a ``usage`` object (not ``null``)."""
+    return _USAGE_OBJECT in data or _USAGE_OBJECT_SPACED in data
 
 
 # json.loads without its two regex passes (the SSE decoder strips the data already).

@@ -1,0 +1,111 @@
+"""Instructions per streamed chat call, counted by valgrind (issue 4's profiling aid).
+
+``python bench/instructions.py [--calls N]`` runs the benchmark's streamed Chat Completions
+call (``httpx.MockTransport``, the fake provider's recorded bytes) under
+``valgrind --tool=callgrind`` three ways, in separate processes: the plain SDK, the plain SDK
+asking for the usage chunk (``extra_body``), and a client wrapped by
+``agentledger.integrations.openai.wrap``. It prints the instructions per call of each, and
+what the usage chunk and agentledger add. Only the calling thread's work inside the timed
+loop is counted (``--toggle-collect=starmap_next``: the calls run under
+``itertools.starmap``); the ledger's writer thread is not.
+
+Instruction counts are repeatable to about 0.1 % whatever else the machine does, so they
+judge a change to the integration's own code where wall-clock A/B runs on a shared machine
+cannot (their noise is ±7 µs on a ~60 µs difference). They do not give the time: in the
+runs recorded in docs/benchmarks.md, an added instruction of agentledger's cost two to three
+times what the SDK's average instruction costs (its code runs between the SDK's and finds
+the CPU's caches and branch predictors cold). The 50 µs target is judged by
+``bench/run.py --only integrations`` in wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+CONFIGS = ("plain", "plain+usage", "agentledger")
+WARMUP = 50
+
+
+def _child(config: str, calls: int) -> None:
+    """Make ``calls`` streamed calls the ``config`` way (run under valgrind)."""
+    import httpx
+    import openai
+
+    import integrations as bench
+
+    fake = bench._fake_provider().FakeProvider()
+    try:
+        answers = bench._recorded_answers(fake.openai_url)
+    finally:
+        fake.stop()
+    client = openai.OpenAI(
+        base_url="http://fake.invalid/v1", api_key="x", max_retries=0,
+        http_client=httpx.Client(transport=bench._mock_transport(answers)),
+    )  # fmt: skip
+    extra = {}
+    ledger = None
+    if config == "agentledger":
+        from agentledger import Ledger
+        from agentledger.integrations import openai as al_openai
+
+        tmp = tempfile.mkdtemp(prefix="agentledger-instructions-")
+        ledger = Ledger(f"sqlite:///{tmp}/i.db", handle_signals=False)
+        ledger.prices.warm()
+        client = al_openai.wrap(client, ledger)
+    elif config == "plain+usage":
+        extra = {"extra_body": {"stream_options": {"include_usage": True}}}
+    call = bench._chat_stream(client, **extra)
+    for _ in range(WARMUP):
+        call()
+    list(itertools.starmap(call, [()] * calls))  # the counted loop
+    if ledger is not None:
+        assert ledger.flush(timeout=60)
+        ledger.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _count(config: str, calls: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--toggle-collect=starmap_next",
+             f"--callgrind-out-file={tmp}/cg.out", sys.executable, __file__, "--child", config,
+             "--calls", str(calls)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    found = re.search(r"Collected : ([\d,]+)", out.stderr)
+    if found is None:
+        raise SystemExit(f"valgrind printed no count for {config}: {out.stderr[-500:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=200, help="counted calls per config")
+    parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.calls)
+        return 0
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (Debian package valgrind)", file=sys.stderr)
+        return 1
+    per_call = {c: _count(c, args.calls) / args.calls for c in CONFIGS}
+    plain = per_call["plain"]
+    print(f"instructions per streamed call ({args.calls} calls each, calling thread only)")
+    for config, n in per_call.items():
+        added = "" if config == "plain" else f"   +{(n - plain) / 1000:,.1f}K over plain"
+        print(f"  {config:<12} {n / 1000:>10,.1f}K{added}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

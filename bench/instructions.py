@@ -3,7 +3,9 @@
 ``python bench/instructions.py [--calls N]`` runs the benchmark's streamed Chat Completions
 call (``httpx.MockTransport``, the fake provider's recorded bytes) under
 ``valgrind --tool=callgrind`` three ways, in separate processes: the plain SDK, the plain SDK
-asking for the usage chunk (``extra_body``), and a client wrapped by
+asking for the usage chunk (``extra_body``), the same with the usage chunk's raw event
+dropped before the SDK builds a model of it (``floor``: what any integration that asks for
+the usage and hides its chunk must add at least), and a client wrapped by
 ``agentledger.integrations.openai.wrap``. It prints the instructions per call of each, and
 what the usage chunk and agentledger add. Only the calling thread's work inside the timed
 loop is counted (``--toggle-collect=starmap_next``: the calls run under
@@ -28,10 +30,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-CONFIGS = ("plain", "plain+usage", "agentledger")
+CONFIGS = ("plain", "plain+usage", "floor", "agentledger")
 WARMUP = 50
 
 
@@ -61,8 +65,17 @@ def _child(config: str, calls: int) -> None:
         ledger = Ledger(f"sqlite:///{tmp}/i.db", handle_signals=False)
         ledger.prices.warm()
         client = al_openai.wrap(client, ledger)
-    elif config == "plain+usage":
+    elif config in ("plain+usage", "floor"):
         extra = {"extra_body": {"stream_options": {"include_usage": True}}}
+    if config == "floor":  # the usage chunk's raw event dropped before the SDK builds a model
+        original = openai.Stream._iter_events
+
+        def _iter_events(self: Any) -> Iterator[Any]:
+            for sse in original(self):
+                if '"choices": []' not in sse.data:  # the fake server spaces its JSON
+                    yield sse
+
+        openai.Stream._iter_events = _iter_events  # type: ignore[method-assign]
     call = bench._chat_stream(client, **extra)
     for _ in range(WARMUP):
         call()

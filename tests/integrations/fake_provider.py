@@ -7,6 +7,8 @@ the SDK's ``extra_headers``:
 * ``x-fake-usage``: JSON, the provider-native ``usage`` object to answer with;
 * ``x-fake-model``: the model name to answer with (default: the requested model);
 * ``x-fake-chunks``: how many text chunks a stream sends (default 3; the words repeat);
+* ``x-fake-json: compact|odd``: a Chat Completions stream's chunks are written as OpenAI
+  writes them (no spaces) or spaced unusually (``" : "``); by default with Python's spacing;
 * ``x-fake-usage-on: last``: a Chat Completions stream sends its usage on its last chunk
   with choices (as some OpenAI-compatible servers do), not on a chunk of its own; ``none``:
   it sends no usage at all (a server that ignores ``stream_options``);
@@ -52,9 +54,15 @@ def words(n: int) -> list[str]:
     return [WORDS[i % len(WORDS)] for i in range(n)]
 
 
-def _sse(data: Any, event: str | None = None) -> bytes:
+#: ``x-fake-json`` -> the JSON separators of a Chat Completions stream's chunks.
+_SPACING: dict[str | None, tuple[str, str] | None] = {
+    None: None, "compact": (",", ":"), "odd": (" , ", " : "),
+}  # fmt: skip
+
+
+def _sse(data: Any, event: str | None = None, separators: tuple[str, str] | None = None) -> bytes:
     head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(data)}\n\n".encode()
+    return f"{head}data: {json.dumps(data, separators=separators)}\n\n".encode()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -168,15 +176,20 @@ class _Handler(BaseHTTPRequestHandler):
                 c["usage"] = None
             return c
 
-        events = [_sse(chunk({"role": "assistant", "content": ""}))]
-        events += [_sse(chunk({"content": w})) for w in words(n)]
+        spacing = _SPACING[self.headers.get("x-fake-json")]
+
+        def sse(data: dict[str, Any]) -> bytes:
+            return _sse(data, separators=spacing)
+
+        events = [sse(chunk({"role": "assistant", "content": ""}))]
+        events += [sse(chunk({"content": w})) for w in words(n)]
         final = chunk({}, "stop")
         usage_on = self.headers.get("x-fake-usage-on")
         if include_usage and usage_on == "last":
             final["usage"] = usage
-        events.append(_sse(final))
+        events.append(sse(final))
         if include_usage and usage_on is None:
-            events.append(_sse({
+            events.append(sse({
                 "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
                 "model": model, "choices": [], "usage": usage,
             }))  # fmt: skip

@@ -117,10 +117,11 @@ def test_without_the_hook_the_typed_chunk_gives_the_same_event(
     assert first.cost_usd is not None
 
 
-def test_a_raw_usage_chunk_the_watcher_cannot_read_goes_to_the_sdk(
+def test_a_raw_usage_chunk_the_watcher_cannot_read_is_still_hidden(
     client: openai.OpenAI, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The event is handed on unchanged: the SDK builds the chunk, the proxy hides it."""
+    """The chunk asked for on the caller's behalf never reaches the caller; without its
+    usage, the call is recorded with the tokens seen, as an estimate."""
     al_openai.instrument(ledger=ledger)
     monkeypatch.setattr(_ChatWatcher, "on_usage_event", lambda self, data: False)
     chunks, watcher = stream_once(client)
@@ -128,7 +129,9 @@ def test_a_raw_usage_chunk_the_watcher_cannot_read_goes_to_the_sdk(
     assert len(chunks) == 5
     assert all(c.choices for c in chunks)
     e = only_event(ledger)
-    assert (e.input_tokens, e.output_tokens, e.cache_read_tokens) == (2000, 600, 1500)
+    assert (e.input_tokens, e.output_tokens, e.cache_read_tokens) == (0, 3, 0)
+    assert e.metadata["usage_estimated"] is True
+    assert e.model == "o3-mini"
 
 
 def test_a_failing_usage_reader_is_logged_and_the_event_goes_to_the_sdk(
@@ -263,21 +266,33 @@ def test_usage_on_a_chunk_with_choices_is_read_raw_as_typed(
     [
         pytest.param('{"choices":[],"usage":{"prompt_tokens":1}}', True, True, id="compact"),
         pytest.param('{"choices": [], "usage": {"a": 1}}', True, True, id="spaced"),
-        # spaced some other way: not read raw (the usage-only chunk is then read typed)
-        pytest.param('{"choices" : [ ], "usage" : {"a": 1}}', False, False, id="odd-spacing"),
+        pytest.param('{"choices" : [ ], "usage" : {"a": 1}}', True, True, id="odd-spacing"),
+        pytest.param('{"choices":\n[\n],"usage":\n{"a":1}}\n', True, True, id="newlines"),
+        pytest.param('{"choices":[],"prompt_filter_results":[]}', True, False, id="azure-filter"),
         pytest.param('{"choices":[{"delta":{}}],"usage":null}', False, False, id="null-usage"),
+        pytest.param('{"choices": [{"delta": {}}], "usage": null}', False, False,
+                     id="null-usage-spaced"),
         pytest.param('{"choices":[{"delta":{}}],"usage":{"a":1}}', False, True, id="both"),
+        pytest.param('{"choices":[ {"delta":{}}],"usage" :  {"a":1}}', False, True,
+                     id="both-odd-spacing"),
         pytest.param('{"id":"x"}', False, False, id="neither"),
         pytest.param('{"choices":[{"delta":{"content":"\\"choices\\":[] \\"usage\\":{"}}]}',
                      False, False, id="key-text-in-content"),
     ],
 )  # fmt: skip
 def test_raw_choices_and_usage_detection(data: str, no_choices: bool, usage: bool) -> None:
-    from agentledger.integrations.openai import _has_usage, _no_choices
+    """The usage-only chunk is kept from the SDK, a usage on any chunk is read, by the sync
+    filter (``watched``, with its fast test inlined) and the async one (``on_event``)."""
+    from agentledger.integrations.openai import _no_choices
 
     assert json.loads(data)  # the cases are valid JSON
     assert _no_choices(data) is no_choices
-    assert _has_usage(data) is usage
+    sync, async_ = _ChatWatcher(hide_usage_chunk=True), _ChatWatcher(hide_usage_chunk=True)
+    passed = [sse.data for sse in sync.watched(iter([mock.Mock(data=data)]))]
+    sync.settle()
+    taken = async_.on_event(mock.Mock(data=data))
+    assert (passed == []) is taken is (no_choices and usage)
+    assert (sync.usage is not None) is (async_.usage is not None) is usage
 
 
 class _Events:
@@ -481,9 +496,8 @@ def test_the_filter_leaves_the_stream_once_started_so_no_cycle_keeps_it() -> Non
     watcher = _ChatWatcher(hide_usage_chunk=True)
     assert _skip_usage_events(stream, watcher) is True
     events_ = stream._iter_events()
-    assert "_iter_events" in vars(stream)  # not started yet: still there
+    assert "_iter_events" not in vars(stream)  # gone once the SDK has called it
     assert [sse.data for sse in events_] == ["[DONE]"]
-    assert "_iter_events" not in vars(stream)
     ref = weakref.ref(stream)
     gc.disable()
     try:
@@ -604,6 +618,10 @@ def test_raw_text_detection(data: str, expected: bool) -> None:
         pytest.param(
             {"x-fake-usage-on": "none", "x-fake-chunks": str(_READ_EVERY + 7)}, id="long-no-usage"
         ),
+        # JSON as OpenAI writes it, and spaced as no known server does: read all the same.
+        pytest.param({"x-fake-json": "compact"}, id="compact-json"),
+        pytest.param({"x-fake-json": "odd"}, id="odd-json"),
+        pytest.param({"x-fake-json": "odd", "x-fake-usage-on": "last"}, id="odd-json-usage-last"),
     ],
 )
 def test_raw_and_typed_watching_record_the_same(
@@ -629,7 +647,11 @@ def test_raw_and_typed_watching_record_the_same(
     assert typed.call is None  # watched on the typed chunks
     assert [c.model_dump() for c in raw_chunks] == [c.model_dump() for c in typed_chunks]
     assert (raw.tool_names, raw.model) == (typed.tool_names, typed.model)
-    if "x-fake-usage-on" in headers:  # no usage came: both count every token
+    usage_on = headers.get("x-fake-usage-on")
+    assert raw.usage_events_skipped == (1 if usage_on is None else 0)
+    if usage_on == "last":  # on a chunk the caller sees: read there
+        assert raw.complete_usage is typed.complete_usage is True
+    elif usage_on == "none":  # no usage came: both count every token
         assert raw.tokens_seen == typed.tokens_seen
         assert raw.complete_usage is typed.complete_usage is False
     else:  # the raw watcher stops counting (an estimate) once the usage has come
@@ -642,6 +664,10 @@ def test_raw_and_typed_watching_record_the_same(
     assert stable(first) == stable(second)
     assert first.metadata["ttft_ms"] >= 0
     assert second.metadata["ttft_ms"] >= 0
-    if "x-fake-usage-on" in headers:
+    if usage_on == "none":
         assert first.output_tokens == raw.tokens_seen
         assert first.metadata["usage_estimated"] is True
+    else:
+        assert (first.input_tokens, first.output_tokens) == (2000, 600)
+        assert "usage_estimated" not in first.metadata
+    assert all(c.choices for c in raw_chunks)  # no usage-only chunk reached the caller

@@ -174,11 +174,10 @@ class StreamWatcher:
     # may stop counting once the provider's final usage has come).
     tokens_seen: int = 0
     tool_names: frozenset[str] = frozenset()  # tools the streamed response asks for
-    # Set by ``attach`` when the stream's raw events are watched (tokens, tools, the first
-    # token's time are read there): the typed items then go to ``on_item`` only while the
-    # model is unknown or ``typed_next`` says the next one must be read (and maybe hidden).
+    # Set by ``attach`` when the stream's raw events are watched (the model, tokens, tools,
+    # the first token's time, the usage are read there): the typed items then only pass
+    # through, and ``on_item`` is not called.
     raw_watched: bool = False
-    typed_next: bool = False
 
     def on_item(self, item: Any) -> tuple[bool, bool]:
         """Return (pass the item to the caller, the item carries generated content)."""
@@ -693,17 +692,7 @@ class SyncStreamProxy(_StreamProxyBase):
         on_item = w.on_item
         try:
             if w.raw_watched:
-                for item in self._al_inner:
-                    if w.model is None or w.typed_next:
-                        try:
-                            passed = on_item(item)[0]
-                        except Exception:
-                            log.warning("agentledger: could not read a stream item",
-                                        exc_info=True)  # fmt: skip
-                            passed = True
-                        if not passed:
-                            continue
-                    yield item
+                yield from self._al_inner
             else:
                 for item in self._al_inner:
                     try:
@@ -760,15 +749,6 @@ class AsyncStreamProxy(_StreamProxyBase):
         try:
             if w.raw_watched:
                 async for item in self._al_inner:
-                    if w.model is None or w.typed_next:
-                        try:
-                            passed = on_item(item)[0]
-                        except Exception:
-                            log.warning("agentledger: could not read a stream item",
-                                        exc_info=True)  # fmt: skip
-                            passed = True
-                        if not passed:
-                            continue
                     yield item
             else:
                 async for item in self._al_inner:

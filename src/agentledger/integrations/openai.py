@@ -129,23 +129,24 @@ def _responses_item_name(item: Any) -> frozenset[str]:
 # --- adapters ----------------------------------------------------------------------------------
 class _ChatWatcher(StreamWatcher):
     call: Call | None = None  # set when the raw events are watched (see attach)
-    # typed_next: the next typed chunk is a usage chunk the raw reader left alone
 
     def __init__(self, hide_usage_chunk: bool) -> None:
         self.hide_usage_chunk = hide_usage_chunk
         self.usage_events_skipped = 0  # usage chunks read from the raw event (see attach)
         self._unread: list[str] = []  # raw events not read yet (see on_event)
+        # The server spaces its JSON neither way of _EMPTY_CHOICES (seen on the first
+        # event): each event is then also searched for the usage-only chunk exactly.
+        self.odd_json = True
 
     def attach(self, stream: Any, call: Call) -> None:
         # The usage-only chunk we asked for on the caller's behalf is never shown to them:
         # read it from the raw event instead of letting the SDK build a model of it. Where
         # the raw events can be read, the chunks are watched there too (a few substring
         # tests on the event's text instead of attribute reads on each chunk's model); the
-        # typed chunks then only pass through, but for the model of the first.
+        # typed chunks then only pass through.
         if self.hide_usage_chunk and _skip_usage_events(stream, self):
             self.call = call
             self.raw_watched = True
-            self.on_item = self._model_only  # type: ignore[method-assign]
 
     def on_event(self, sse: Any) -> bool:
         """Watch one raw server-sent event; True if it is the usage-only chunk, now read
@@ -154,24 +155,73 @@ class _ChatWatcher(StreamWatcher):
         Other events are kept and read in runs (:meth:`settle`): once the first token has
         come, up to :data:`_READ_EVERY` of them at a time and the rest when the stream ends.
         A run of events read in one loop costs a fraction of the same reads spread between
-        the SDK's work on each chunk (the reading code stays in the CPU's caches).
+        the SDK's work on each chunk (the reading code stays in the CPU's caches). A sync
+        stream's events go through :meth:`watched` instead, which does the same.
         """
         try:
             data = sse.data
-            if _EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data:  # _no_choices
-                chunk = _usage_event(data)
-                if chunk is not None and self.on_usage_event(chunk):
-                    return True
-                self.typed_next = True  # not read here: the typed chunk is read (and hidden)
+            if (_EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data
+                    or (self.odd_json and _no_choices(data))):  # fmt: skip
+                return self._take_usage(data)
+            call = self.call
+            if call is None or call.first_token_at is None:
+                self._read(data)
                 return False
             unread = self._unread
             unread.append(data)
-            call = self.call
-            if call is None or call.first_token_at is None or len(unread) >= _READ_EVERY:
+            if len(unread) >= _READ_EVERY:
                 self.settle()
         except Exception:
             log.warning("agentledger: could not read a stream event", exc_info=True)
         return False
+
+    def watched(self, events: Iterator[Any]) -> Iterator[Any]:
+        """The SDK's raw events, less the usage-only chunk: :meth:`on_event` for a sync
+        stream, as one generator (no call per event), in two loops: until the first token,
+        where each event is read at once (its time is the first token's), then after it."""
+        call = self.call
+        if call is not None:
+            for sse in events:
+                try:
+                    data = sse.data
+                    if (_EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data
+                            or (self.odd_json and _no_choices(data))):  # fmt: skip
+                        if self._take_usage(data):
+                            continue
+                    else:
+                        self._read(data)
+                except Exception:
+                    log.warning("agentledger: could not read a stream event", exc_info=True)
+                yield sse
+                if call.first_token_at is not None:
+                    break
+        unread, odd_json = self._unread, self.odd_json
+        for sse in events:
+            try:
+                data = sse.data
+                if (_EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data
+                        or (odd_json and _no_choices(data))):  # fmt: skip
+                    if self._take_usage(data):
+                        continue
+                else:
+                    unread.append(data)
+                    if len(unread) >= _READ_EVERY:
+                        self.settle()
+                        unread = self._unread
+            except Exception:
+                log.warning("agentledger: could not read a stream event", exc_info=True)
+            yield sse
+
+    def _take_usage(self, data: str) -> bool:
+        """Read a raw chunk without choices; True if it is the usage-only chunk (then kept
+        from the SDK and the caller even when its usage cannot be read: the call is then
+        recorded as estimated). Anything else (an error event, a chunk without a usage
+        object, as Azure's content-filter chunk) goes on to the SDK as it would have."""
+        chunk = _usage_event(data)
+        if chunk is None:
+            return False
+        self.on_usage_event(chunk)
+        return True
 
     def settle(self) -> None:
         """Read the raw events kept by :meth:`on_event`: tokens seen, tools asked for and
@@ -191,25 +241,35 @@ class _ChatWatcher(StreamWatcher):
                 return
         for data in unread:
             try:
-                # _has_usage: a usage on a chunk with choices (some compatible servers)
-                if not final and (_USAGE_OBJECT in data or _USAGE_OBJECT_SPACED in data):
-                    self._read_usage(data)
-                start = data.find('"delta"')
-                if start < 0:
-                    continue
-                token = _has_text(data, start)
-                if '"tool_calls"' in data:
-                    calls, names = _raw_tool_calls(data)
-                    if calls:  # argument deltas too, as the typed chunks count them
-                        self.tool_names |= names
-                        token = True
-                if token:
-                    self.tokens_seen += 1
-                    call = self.call
-                    if call is not None and call.first_token_at is None:
-                        call.first_token_at = time.perf_counter()
+                self._read(data, final)
             except Exception:
                 log.warning("agentledger: could not read a stream event", exc_info=True)
+
+    def _read(self, data: str, final: bool = False) -> None:
+        """Read one raw event (not the usage-only chunk); ``final``: that chunk has come."""
+        if self.model is None:  # the first event (or until one names the model)
+            self.model = _raw_model(data)
+            self.odd_json = _EMPTY_CHOICES[:-1] not in data and (
+                _EMPTY_CHOICES_SPACED[:-1] not in data
+            )
+        if not final:  # a usage on a chunk with choices (some compatible servers)
+            at = data.find('"usage"')
+            if at >= 0 and "null" not in data[at + 7 : at + 14]:  # not "usage": null
+                self._read_usage(data)
+        start = data.find('"delta"')
+        if start < 0:
+            return
+        token = _has_text(data, start)
+        if '"tool_calls"' in data:
+            calls, names = _raw_tool_calls(data)
+            if calls:  # argument deltas too, as the typed chunks count them
+                self.tool_names |= names
+                token = True
+        if token:
+            self.tokens_seen += 1
+            call = self.call
+            if call is not None and call.first_token_at is None:
+                call.first_token_at = time.perf_counter()
 
     def _read_usage(self, data: str) -> None:
         """The usage of a raw chunk that also has choices (passed on to the caller)."""
@@ -218,20 +278,10 @@ class _ChatWatcher(StreamWatcher):
         if type(usage) is dict:
             self.usage, self.complete_usage = _dict_usage(usage), True
 
-    def _model_only(self, item: Any) -> tuple[bool, bool]:
-        # Raw events are watched (see attach): a typed chunk only gives the model, once;
-        # but for a usage-only chunk the raw reader could not take, read like any other.
-        if self.typed_next:
-            self.typed_next = False
-            return _ChatWatcher.on_item(self, item)
-        if self.model is None:
-            self.model = _model(item)
-        return _PASS
-
     def on_usage_event(self, data: dict[str, Any]) -> bool:
         """Read the usage-only chunk from its raw event (a dict; see :func:`_skip_usage_events`).
 
-        False if it could not be read: the event then goes on to the SDK as it would have.
+        False if it could not be read (logged; the call's usage is then an estimate).
         """
         try:
             usage = _dict_usage(data["usage"])  # a dict (see _usage_event)
@@ -287,25 +337,48 @@ class _ChatWatcher(StreamWatcher):
 
 #: Raw events kept before they are read, once the first token has come (see on_event).
 _READ_EVERY: Final = 64
-# The raw JSON of a usage-only chunk holds ``"choices":[]`` (OpenAI's compact form, or with
-# Python's default spacing), and a usage object ``"usage":{``. Plain substring tests: a quote
-# inside a JSON string is escaped, so chunk text cannot match them; a server spacing its JSON
-# some other way only has its usage-only chunk read typed (see _model_only), and a usage it
-# puts on a chunk with choices is then not read raw.
+
+# The usage-only chunk's raw JSON, as OpenAI writes it and with Python's default spacing:
+# a substring test (a quote inside a JSON string is escaped, so no chunk text can match);
+# JSON spaced any other way is read exactly (_no_choices; see _ChatWatcher.odd_json).
 _EMPTY_CHOICES: Final = '"choices":[]'
 _EMPTY_CHOICES_SPACED: Final = '"choices": []'
-_USAGE_OBJECT: Final = '"usage":{'
-_USAGE_OBJECT_SPACED: Final = '"usage": {'
+
+
+def _value_at(data: str, key: str) -> int:
+    """Where the value of the first ``key`` (a quoted JSON key) starts in the raw JSON
+    ``data``, or -1. For the keys asked here the first is the chunk's own: the fields
+    before them hold no such key, and in JSON text a quote inside a string is escaped."""
+    at = data.find(key)
+    if at < 0:
+        return -1
+    at += len(key)
+    head = data[at : at + 8]
+    value = head.lstrip(_BLANK)
+    if not value:  # more blanks than that
+        return len(data) - len(data[at:].lstrip(_BLANK))
+    return at + len(head) - len(value)
 
 
 def _no_choices(data: str) -> bool:
-    """True if the raw chunk's ``choices`` is an empty list: the usage-only chunk."""
-    return _EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data
+    """True if the raw chunk's ``choices`` is an empty list (the usage-only chunk, or a
+    chunk like Azure's content-filter results)."""
+    at = _value_at(data, '"choices"')
+    if at < 0 or not data.startswith("[", at):
+        return False
+    return data[at + 1 : at + 64].lstrip(_BLANK).startswith("]")
 
 
-def _has_usage(data: str) -> bool:
-    """True if the raw chunk has a ``usage`` object (not ``null``)."""
-    return _USAGE_OBJECT in data or _USAGE_OBJECT_SPACED in data
+def _raw_model(data: str) -> str | None:
+    """The ``model`` of a raw chunk, None when it has none (or not a string)."""
+    at = _value_at(data, '"model"')
+    if at < 0 or not data.startswith('"', at):
+        return None
+    try:
+        model, _ = _SCAN_JSON(data, at)
+    except (StopIteration, ValueError):
+        return None
+    return model if type(model) is str and model else None
 
 
 # json.loads without its two regex passes (the SSE decoder strips the data already).
@@ -319,7 +392,7 @@ def _usage_event(data: str) -> dict[str, Any] | None:
         chunk, end = _SCAN_JSON(data, 0)
     except (StopIteration, ValueError):
         return None
-    if end != len(data):  # anything after the object: not ours to judge, the SDK reads it
+    if end != len(data) and not data[end:].isspace():  # not ours to judge: the SDK's
         return None
     if (
         type(chunk) is dict
@@ -331,10 +404,11 @@ def _usage_event(data: str) -> dict[str, Any] | None:
     return None
 
 
-_PASS: Final = (True, False)
 # Delta fields whose non-empty text is generated content (reasoning_content: DeepSeek, vLLM).
-_TEXT_KEYS: Final = ('"content"', '"refusal"', '"reasoning_content"')
-_BLANK: Final = frozenset(" \t\r\n:")
+_TEXT_KEYS: Final = tuple(
+    (key, len(key)) for key in ('"content"', '"refusal"', '"reasoning_content"')
+)
+_BLANK: Final = " \t\r\n:"  # JSON's blanks, and the colon after a key
 
 
 def _has_text(data: str, start: int) -> bool:
@@ -342,15 +416,15 @@ def _has_text(data: str, start: int) -> bool:
     (searched from ``start``, where ``"delta"`` is). In JSON text a bare ``"content"`` can
     only be a key or a whole string (quotes inside strings are escaped), and a value that
     is not a string (``null``, the ``logprobs`` list) does not count."""
-    end = len(data)
-    for key in _TEXT_KEYS:
+    for key, after in _TEXT_KEYS:
         at = data.find(key, start)
         if at < 0:
             continue
-        at += len(key)
-        while at < end and data[at] in _BLANK:
-            at += 1
-        if at + 1 < end and data[at] == '"' and data[at + 1] != '"':
+        at += after
+        value = data[at : at + 8].lstrip(_BLANK)  # the value's first characters
+        if len(value) < 2:  # more blanks than that (or the end): look further
+            value = data[at:].lstrip(_BLANK)
+        if value[:1] == '"' and value[1:2] != '"':
             return True
     return False
 
@@ -387,7 +461,8 @@ def _skip_usage_events(stream: Any, watcher: _ChatWatcher) -> bool:
     chunk costs tens of µs and the caller never sees it (it is the chunk we asked for). Where
     the SDK is not shaped like that (another version, a stream already started), nothing is
     filtered and the proxy reads and hides the typed chunk as before. True if installed.
-    Every event goes through ``watcher.on_event`` (which also watches the other chunks).
+    Every event goes through ``watcher.on_event`` (``watcher.watched`` for a sync stream),
+    which also watches the other chunks.
 
     The filter removes itself from the stream when the SDK calls it (once, as iteration
     starts): a stream holding a closure that holds the stream is a reference cycle, and the
@@ -422,9 +497,7 @@ def _skip_usage_events(stream: Any, watcher: _ChatWatcher) -> bool:
 
     def iter_events() -> Iterator[Any]:
         vars(stream).pop("_iter_events", None)  # no cycle (see above)
-        for sse in events():
-            if not watcher.on_event(sse):
-                yield sse
+        return watcher.watched(events())
 
     stream._iter_events = iter_events
     return True

@@ -232,35 +232,6 @@ def test_a_long_stream_closed_early_counts_every_event_it_saw(
     assert first.output_tokens == second.output_tokens == raw.tokens_seen
 
 
-def test_usage_on_a_chunk_with_choices_is_read_raw_as_typed(
-    client: openai.OpenAI, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A compatible server that puts the usage on its last chunk with choices: the chunk
-    reaches the caller, and its usage is recorded, raw as typed."""
-    al_openai.instrument(ledger=ledger)
-
-    def once() -> tuple[list[Any], _ChatWatcher]:
-        stream = client.chat.completions.create(
-            model="o3-mini", messages=MESSAGES, stream=True,
-            extra_headers=usage_header(**{"usage-on": "last"}),
-        )  # fmt: skip
-        return list(stream), watcher_of(stream)
-
-    raw_chunks, raw = once()
-    with monkeypatch.context() as m:
-        m.setattr(al_openai, "_skip_usage_events", lambda stream, watcher: False)
-        typed_chunks, typed = once()
-    assert raw.call is not None
-    assert typed.call is None
-    assert raw.usage_events_skipped == 0
-    assert [c.model_dump() for c in raw_chunks] == [c.model_dump() for c in typed_chunks]
-    assert raw_chunks[-1].usage is not None  # the caller's own chunk: shown
-    first, second = events(ledger)
-    assert stable(first) == stable(second)
-    assert (first.input_tokens, first.output_tokens, first.cache_read_tokens) == (2000, 600, 1500)
-    assert "usage_estimated" not in first.metadata
-
-
 @pytest.mark.parametrize(
     ("data", "no_choices", "usage"),
     [
@@ -619,6 +590,8 @@ def test_raw_text_detection(data: str, expected: bool) -> None:
             {"x-fake-usage-on": "none", "x-fake-chunks": str(_READ_EVERY + 7)}, id="long-no-usage"
         ),
         # JSON as OpenAI writes it, and spaced as no known server does: read all the same.
+        # A compatible server that puts the usage on its last chunk with choices.
+        pytest.param({"x-fake-usage-on": "last"}, id="usage-last"),
         pytest.param({"x-fake-json": "compact"}, id="compact-json"),
         pytest.param({"x-fake-json": "odd"}, id="odd-json"),
         pytest.param({"x-fake-json": "odd", "x-fake-usage-on": "last"}, id="odd-json-usage-last"),
@@ -651,6 +624,7 @@ def test_raw_and_typed_watching_record_the_same(
     assert raw.usage_events_skipped == (1 if usage_on is None else 0)
     if usage_on == "last":  # on a chunk the caller sees: read there
         assert raw.complete_usage is typed.complete_usage is True
+        assert raw_chunks[-1].usage is not None
     elif usage_on == "none":  # no usage came: both count every token
         assert raw.tokens_seen == typed.tokens_seen
         assert raw.complete_usage is typed.complete_usage is False
@@ -668,6 +642,8 @@ def test_raw_and_typed_watching_record_the_same(
         assert first.output_tokens == raw.tokens_seen
         assert first.metadata["usage_estimated"] is True
     else:
-        assert (first.input_tokens, first.output_tokens) == (2000, 600)
+        assert (first.input_tokens, first.output_tokens, first.cache_read_tokens) == (
+            2000, 600, 1500,
+        )  # fmt: skip
         assert "usage_estimated" not in first.metadata
     assert all(c.choices for c in raw_chunks)  # no usage-only chunk reached the caller

@@ -1,0 +1,173 @@
+"""Where a streamed chat call's added time goes: ablations (issue 4's profiling aid).
+
+``python bench/stream_ablations.py [--calls N] [--rounds R] [VARIANT ...]`` runs, in one
+process per variant, three clients call by call in a random order (``bench/integrations.py``'s
+paired design, ``httpx.MockTransport`` answering the fake provider's recorded bytes): the
+plain SDK, the **floor** (the plain SDK asking for the usage chunk, its raw event dropped
+before the SDK builds a model of it: what any integration that asks for the usage and hides
+its chunk adds at least) and a client wrapped by ``agentledger.integrations.openai.wrap``
+with one piece of agentledger replaced by a no-op. It prints the wrapped client's median
+added wall time over the floor, per variant.
+
+Not a target and not a correct integration: a variant records wrong or no events. The
+differences between variants say what each piece costs in place (between the SDK's own work,
+where it costs two to five times its warm micro-timing); docs/benchmarks.md has a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+EXTRA = {"stream_options": {"include_usage": True}}
+
+
+def _bare_filter(self: Any, events: Iterator[Any]) -> Iterator[Any]:
+    for sse in events:  # the usage-only chunk dropped, nothing read
+        if '"choices": []' not in sse.data:
+            yield sse
+
+
+def _first_token_only(self: Any, data: str, final: bool = False) -> None:
+    self.odd_json = False
+    if '"content": "' in data and '"content": ""' not in data:
+        self.call.first_token_at = time.perf_counter()
+
+
+def _keep_raw(self: Any, data: str) -> bool:
+    self.usage_raw = data
+    return True
+
+
+#: variant -> what it replaces (``module.Class.attribute`` -> no-op), and what it means.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "full": ("agentledger as it is", {}),
+    "nowatch": ("the raw-event watcher is a bare filter (no model, usage, tokens, tools)",
+                {"openai._ChatWatcher.watched": _bare_filter}),
+    "noread": ("no event read but the usage-only chunk",
+               {"openai._ChatWatcher._read": lambda self, data, final=False: None}),
+    "nousage": ("the usage-only chunk dropped unread",
+                {"openai._ChatWatcher._take_usage": lambda self, data: True}),
+    "deferall": ("only the first token's time taken; the usage chunk kept unparsed (what a "
+                 "design parsing everything on the writer's thread would leave)",
+                 {"openai._ChatWatcher._take_usage": _keep_raw,
+                  "openai._ChatWatcher._read": _first_token_only,
+                  "openai._ChatWatcher.settle": lambda self: None}),
+    "nofinish": ("the stream's end records nothing",
+                 {"_common._StreamProxyBase._al_finish": lambda self, **kw: None,
+                  "_common._StreamProxyBase.__del__": lambda self: None}),
+    "norecord": ("the call is finished but not recorded",
+                 {"_common.Call._record": lambda self, *a, **kw: None}),
+    "both": ("nowatch and nofinish: the call's set-up and the proxy are left",
+             {"openai._ChatWatcher.watched": _bare_filter,
+              "_common._StreamProxyBase._al_finish": lambda self, **kw: None,
+              "_common._StreamProxyBase.__del__": lambda self: None}),
+}  # fmt: skip
+
+
+def _child(variant: str, calls: int) -> None:
+    import httpx
+    import openai
+
+    import integrations as bench
+    from agentledger import Ledger
+    from agentledger.integrations import _common
+    from agentledger.integrations import openai as al_openai
+
+    modules = {"openai": al_openai, "_common": _common}
+    for target, value in VARIANTS[variant][1].items():
+        module, cls, name = target.split(".")
+        setattr(getattr(modules[module], cls), name, value)
+    fake = bench._fake_provider().FakeProvider()
+    try:
+        answers = bench._recorded_answers(fake.openai_url)
+    finally:
+        fake.stop()
+
+    def client() -> Any:
+        return openai.OpenAI(
+            base_url="http://fake.invalid/v1", api_key="x", max_retries=0,
+            http_client=httpx.Client(transport=bench._mock_transport(answers)),
+        )  # fmt: skip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ledger = Ledger(f"sqlite:///{tmp}/a.db", handle_signals=False)
+        ledger.prices.warm()
+        plain, wrapped = client(), al_openai.wrap(client(), ledger)
+        completions = plain.chat.completions
+
+        def floor() -> None:
+            stream = completions.create(
+                model=bench.MODEL, messages=bench.MESSAGES, stream=True, extra_body=EXTRA
+            )
+            events = type(stream)._iter_events.__get__(stream)
+
+            def iter_events() -> Iterator[Any]:
+                vars(stream).pop("_iter_events", None)
+                return _bare_filter(None, events())
+
+            stream._iter_events = iter_events  # type: ignore[method-assign]
+            for _ in stream:
+                pass
+
+        runs: dict[str, Callable[[], object]] = {
+            "plain": bench._chat_stream(plain), "floor": floor,
+            "wrapped": bench._chat_stream(wrapped),
+        }  # fmt: skip
+        samples = bench._paired(runs, calls, 100, random.Random(4))
+        ledger.close()
+    wall = {name: s.wall[0] for name, s in samples.items()}
+    over_floor = _median_difference(wall["wrapped"], wall["floor"])
+    floor_added = _median_difference(wall["floor"], wall["plain"])
+    print(f"{over_floor:.2f} {floor_added:.2f} {statistics.median(wall['plain']):.1f}")
+
+
+def _median_difference(a: list[float], b: list[float]) -> float:
+    return statistics.median(x - y for x, y in zip(a, b, strict=True))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="*", metavar="VARIANT",
+                        help=f"of: {', '.join(VARIANTS)} (default: all)")  # fmt: skip
+    parser.add_argument("--calls", type=int, default=3000, help="paired calls per variant")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of every variant")
+    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.calls)
+        return 0
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant {unknown[0]!r} (known: {', '.join(VARIANTS)})")
+    variants = args.variants or list(VARIANTS)
+    print(f"added wall µs over the floor, {args.calls} paired calls, median per run")
+    print(f"  {'variant':<10} {'runs':<16} {'floor added':<13} plain   what")
+    for variant in variants:
+        over, floor, plain = [], [], []
+        for _ in range(args.rounds):
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", variant, "--calls", str(args.calls)],
+                capture_output=True, text=True, check=True,
+            ).stdout.split()  # fmt: skip
+            over.append(float(out[0]))
+            floor.append(float(out[1]))
+            plain.append(float(out[2]))
+        runs = ", ".join(f"{v:.1f}" for v in over)
+        print(f"  {variant:<10} {runs:<16} {statistics.median(floor):<13.1f} "
+              f"{statistics.median(plain):<7.0f} {VARIANTS[variant][0]}", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

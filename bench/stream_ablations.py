@@ -49,6 +49,25 @@ def _keep_raw(self: Any, data: str) -> bool:
     return True
 
 
+def _bare_stream(stream: Any) -> Any:
+    """The SDK's stream with the bare filter on its raw events (as the floor has)."""
+    events = type(stream)._iter_events.__get__(stream)
+
+    def iter_events() -> Iterator[Any]:
+        vars(stream).pop("_iter_events", None)
+        return _bare_filter(None, events())
+
+    stream._iter_events = iter_events
+    return stream
+
+
+def _passthrough(original: Any, adapter: Any, ledger_ref: Any) -> Any:
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return _bare_stream(original(self, *args, **kwargs, extra_body=EXTRA))
+
+    return wrapper
+
+
 #: variant -> what it replaces (``module.Class.attribute`` -> no-op), and what it means.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "full": ("agentledger as it is", {}),
@@ -68,6 +87,15 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                   "_common._StreamProxyBase.__del__": lambda self: None}),
     "norecord": ("the call is finished but not recorded",
                  {"_common.Call._record": lambda self, *a, **kw: None}),
+    "noproxy": ("nofinish, and the SDK's own stream returned (watched, no stand-in)",
+                {"_common._watched": lambda result, call, watcher: (
+                    watcher.attach(result, call), None)[1],
+                 "_common.Call.finish": lambda self, **kw: None}),
+    "setup": ("the call's set-up only (Call, prepare); the SDK's stream, bare filter",
+              {"openai._ChatAdapter.wrap_result": lambda self, result, call, watcher, parsed:
+               _bare_stream(result)}),
+    "wrapper": ("a wrapper that only asks for the usage and adds the bare filter",
+                {"openai.sync_wrapper": _passthrough}),
     "both": ("nowatch and nofinish: the call's set-up and the proxy are left",
              {"openai._ChatWatcher.watched": _bare_filter,
               "_common._StreamProxyBase._al_finish": lambda self, **kw: None,
@@ -86,8 +114,8 @@ def _child(variant: str, calls: int) -> None:
 
     modules = {"openai": al_openai, "_common": _common}
     for target, value in VARIANTS[variant][1].items():
-        module, cls, name = target.split(".")
-        setattr(getattr(modules[module], cls), name, value)
+        module, *owner, name = target.split(".")
+        setattr(getattr(modules[module], owner[0]) if owner else modules[module], name, value)
     fake = bench._fake_provider().FakeProvider()
     try:
         answers = bench._recorded_answers(fake.openai_url)
@@ -110,14 +138,7 @@ def _child(variant: str, calls: int) -> None:
             stream = completions.create(
                 model=bench.MODEL, messages=bench.MESSAGES, stream=True, extra_body=EXTRA
             )
-            events = type(stream)._iter_events.__get__(stream)
-
-            def iter_events() -> Iterator[Any]:
-                vars(stream).pop("_iter_events", None)
-                return _bare_filter(None, events())
-
-            stream._iter_events = iter_events  # type: ignore[method-assign]
-            for _ in stream:
+            for _ in _bare_stream(stream):
                 pass
 
         runs: dict[str, Callable[[], object]] = {

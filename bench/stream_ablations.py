@@ -38,6 +38,10 @@ def _bare_filter(self: Any, events: Iterator[Any]) -> Iterator[Any]:
             yield sse
 
 
+def _bare_event(self: Any, sse: Any) -> bool:
+    return '"choices": []' in sse.data  # the usage-only chunk dropped, nothing read
+
+
 def _first_token_only(self: Any, data: str, final: bool = False) -> None:
     self.odd_json = False
     if '"content": "' in data and '"content": ""' not in data:
@@ -72,7 +76,7 @@ def _passthrough(original: Any, adapter: Any, ledger_ref: Any) -> Any:
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "full": ("agentledger as it is", {}),
     "nowatch": ("the raw-event watcher is a bare filter (no model, usage, tokens, tools)",
-                {"openai._ChatWatcher.watched": _bare_filter}),
+                {"openai._ChatWatcher.on_event": _bare_event}),
     "noread": ("no event read but the usage-only chunk",
                {"openai._ChatWatcher._read": lambda self, data, final=False: None}),
     "nousage": ("the usage-only chunk dropped unread",
@@ -97,7 +101,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "wrapper": ("a wrapper that only asks for the usage and adds the bare filter",
                 {"openai.sync_wrapper": _passthrough}),
     "both": ("nowatch and nofinish: the call's set-up and the proxy are left",
-             {"openai._ChatWatcher.watched": _bare_filter,
+             {"openai._ChatWatcher.on_event": _bare_event,
               "_common._StreamProxyBase._al_finish": lambda self, **kw: None,
               "_common._StreamProxyBase.__del__": lambda self: None}),
 }  # fmt: skip

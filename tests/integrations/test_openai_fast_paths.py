@@ -252,18 +252,19 @@ def test_a_long_stream_closed_early_counts_every_event_it_saw(
     ],
 )  # fmt: skip
 def test_raw_choices_and_usage_detection(data: str, no_choices: bool, usage: bool) -> None:
-    """The usage-only chunk is kept from the SDK, a usage on any chunk is read, by the sync
-    filter (``watched``, with its fast test inlined) and the async one (``on_event``)."""
+    """The usage-only chunk is kept from the SDK and a usage on any chunk is read, by the
+    watcher itself and through the SDK-shaped stream's event filter."""
     from agentledger.integrations.openai import _no_choices
 
     assert json.loads(data)  # the cases are valid JSON
     assert _no_choices(data) is no_choices
-    sync, async_ = _ChatWatcher(hide_usage_chunk=True), _ChatWatcher(hide_usage_chunk=True)
-    passed = [sse.data for sse in sync.watched(iter([mock.Mock(data=data)]))]
-    sync.settle()
-    taken = async_.on_event(mock.Mock(data=data))
+    watcher, filtered = _ChatWatcher(hide_usage_chunk=True), _ChatWatcher(hide_usage_chunk=True)
+    taken = watcher.on_event(mock.Mock(data=data))
+    stream = _Events([data])
+    assert _skip_usage_events(stream, filtered) is True
+    passed = [sse.data for sse in stream._iter_events()]
     assert (passed == []) is taken is (no_choices and usage)
-    assert (sync.usage is not None) is (async_.usage is not None) is usage
+    assert (watcher.usage is not None) is (filtered.usage is not None) is usage
 
 
 class _Events:
@@ -467,8 +468,9 @@ def test_the_filter_leaves_the_stream_once_started_so_no_cycle_keeps_it() -> Non
     watcher = _ChatWatcher(hide_usage_chunk=True)
     assert _skip_usage_events(stream, watcher) is True
     events_ = stream._iter_events()
-    assert "_iter_events" not in vars(stream)  # gone once the SDK has called it
+    assert "_iter_events" in vars(stream)  # not started yet: still there
     assert [sse.data for sse in events_] == ["[DONE]"]
+    assert "_iter_events" not in vars(stream)
     ref = weakref.ref(stream)
     gc.disable()
     try:

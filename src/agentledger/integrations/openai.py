@@ -155,8 +155,7 @@ class _ChatWatcher(StreamWatcher):
         Other events are kept and read in runs (:meth:`settle`): once the first token has
         come, up to :data:`_READ_EVERY` of them at a time and the rest when the stream ends.
         A run of events read in one loop costs a fraction of the same reads spread between
-        the SDK's work on each chunk (the reading code stays in the CPU's caches). A sync
-        stream's events go through :meth:`watched` instead, which does the same.
+        the SDK's work on each chunk (the reading code stays in the CPU's caches).
         """
         try:
             data = sse.data
@@ -174,43 +173,6 @@ class _ChatWatcher(StreamWatcher):
         except Exception:
             log.warning("agentledger: could not read a stream event", exc_info=True)
         return False
-
-    def watched(self, events: Iterator[Any]) -> Iterator[Any]:
-        """The SDK's raw events, less the usage-only chunk: :meth:`on_event` for a sync
-        stream, as one generator (no call per event), in two loops: until the first token,
-        where each event is read at once (its time is the first token's), then after it."""
-        call = self.call
-        if call is not None:
-            for sse in events:
-                try:
-                    data = sse.data
-                    if (_EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data
-                            or (self.odd_json and _no_choices(data))):  # fmt: skip
-                        if self._take_usage(data):
-                            continue
-                    else:
-                        self._read(data)
-                except Exception:
-                    log.warning("agentledger: could not read a stream event", exc_info=True)
-                yield sse
-                if call.first_token_at is not None:
-                    break
-        unread, odd_json = self._unread, self.odd_json
-        for sse in events:
-            try:
-                data = sse.data
-                if (_EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data
-                        or (odd_json and _no_choices(data))):  # fmt: skip
-                    if self._take_usage(data):
-                        continue
-                else:
-                    unread.append(data)
-                    if len(unread) >= _READ_EVERY:
-                        self.settle()
-                        unread = self._unread
-            except Exception:
-                log.warning("agentledger: could not read a stream event", exc_info=True)
-            yield sse
 
     def _take_usage(self, data: str) -> bool:
         """Read a raw chunk without choices; True if it is the usage-only chunk (then kept
@@ -345,11 +307,12 @@ _EMPTY_CHOICES: Final = '"choices":[]'
 _EMPTY_CHOICES_SPACED: Final = '"choices": []'
 
 
-def _value_at(data: str, key: str) -> int:
-    """Where the value of the first ``key`` (a quoted JSON key) starts in the raw JSON
-    ``data``, or -1. For the keys asked here the first is the chunk's own: the fields
-    before them hold no such key, and in JSON text a quote inside a string is escaped."""
-    at = data.find(key)
+def _value_at(data: str, key: str, start: int = 0) -> int:
+    """Where the value of the first ``key`` (a quoted JSON key) from ``start`` starts in the
+    raw JSON ``data``, or -1. For the keys asked here the first is the chunk's own: the
+    fields before them hold no such key, and in JSON text a quote inside a string is
+    escaped."""
+    at = data.find(key, start)
     if at < 0:
         return -1
     at += len(key)
@@ -405,9 +368,7 @@ def _usage_event(data: str) -> dict[str, Any] | None:
 
 
 # Delta fields whose non-empty text is generated content (reasoning_content: DeepSeek, vLLM).
-_TEXT_KEYS: Final = tuple(
-    (key, len(key)) for key in ('"content"', '"refusal"', '"reasoning_content"')
-)
+_TEXT_KEYS: Final = ('"content"', '"refusal"', '"reasoning_content"')
 _BLANK: Final = " \t\r\n:"  # JSON's blanks, and the colon after a key
 
 
@@ -416,15 +377,9 @@ def _has_text(data: str, start: int) -> bool:
     (searched from ``start``, where ``"delta"`` is). In JSON text a bare ``"content"`` can
     only be a key or a whole string (quotes inside strings are escaped), and a value that
     is not a string (``null``, the ``logprobs`` list) does not count."""
-    for key, after in _TEXT_KEYS:
-        at = data.find(key, start)
-        if at < 0:
-            continue
-        at += after
-        value = data[at : at + 8].lstrip(_BLANK)  # the value's first characters
-        if len(value) < 2:  # more blanks than that (or the end): look further
-            value = data[at:].lstrip(_BLANK)
-        if value[:1] == '"' and value[1:2] != '"':
+    for key in _TEXT_KEYS:
+        at = _value_at(data, key, start)
+        if at >= 0 and data.startswith('"', at) and data[at + 1 : at + 2] not in ('"', ""):
             return True
     return False
 
@@ -461,8 +416,7 @@ def _skip_usage_events(stream: Any, watcher: _ChatWatcher) -> bool:
     chunk costs tens of µs and the caller never sees it (it is the chunk we asked for). Where
     the SDK is not shaped like that (another version, a stream already started), nothing is
     filtered and the proxy reads and hides the typed chunk as before. True if installed.
-    Every event goes through ``watcher.on_event`` (``watcher.watched`` for a sync stream),
-    which also watches the other chunks.
+    Every event goes through ``watcher.on_event`` (which also watches the other chunks).
 
     The filter removes itself from the stream when the SDK calls it (once, as iteration
     starts): a stream holding a closure that holds the stream is a reference cycle, and the
@@ -497,7 +451,9 @@ def _skip_usage_events(stream: Any, watcher: _ChatWatcher) -> bool:
 
     def iter_events() -> Iterator[Any]:
         vars(stream).pop("_iter_events", None)  # no cycle (see above)
-        return watcher.watched(events())
+        for sse in events():
+            if not watcher.on_event(sse):
+                yield sse
 
     stream._iter_events = iter_events
     return True

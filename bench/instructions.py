@@ -30,8 +30,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,20 +39,9 @@ WARMUP = 50
 
 def _child(config: str, calls: int) -> None:
     """Make ``calls`` streamed calls the ``config`` way (run under valgrind)."""
-    import httpx
-    import openai
-
     import integrations as bench
 
-    fake = bench._fake_provider().FakeProvider()
-    try:
-        answers = bench._recorded_answers(fake.openai_url)
-    finally:
-        fake.stop()
-    client = openai.OpenAI(
-        base_url="http://fake.invalid/v1", api_key="x", max_retries=0,
-        http_client=httpx.Client(transport=bench._mock_transport(answers)),
-    )  # fmt: skip
+    client = bench._mock_client(bench._fake_answers())
     extra = {}
     ledger = None
     if config == "agentledger":
@@ -65,18 +52,12 @@ def _child(config: str, calls: int) -> None:
         ledger = Ledger(f"sqlite:///{tmp}/i.db", handle_signals=False)
         ledger.prices.warm()
         client = al_openai.wrap(client, ledger)
-    elif config in ("plain+usage", "floor"):
-        extra = {"extra_body": {"stream_options": {"include_usage": True}}}
+    elif config == "plain+usage":
+        extra = {"extra_body": bench.USAGE_EXTRA}
     if config == "floor":  # the usage chunk's raw event dropped before the SDK builds a model
-        original = openai.Stream._iter_events
-
-        def _iter_events(self: Any) -> Iterator[Any]:
-            for sse in original(self):
-                if '"choices": []' not in sse.data:  # the fake server spaces its JSON
-                    yield sse
-
-        openai.Stream._iter_events = _iter_events  # type: ignore[method-assign]
-    call = bench._chat_stream(client, **extra)
+        call = bench._chat_stream_floor(client)
+    else:
+        call = bench._chat_stream(client, **extra)
     for _ in range(WARMUP):
         call()
     list(itertools.starmap(call, [()] * calls))  # the counted loop

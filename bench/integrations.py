@@ -215,6 +215,50 @@ def _mock_transport(answers: dict[str, tuple[dict[str, str], bytes]]) -> Any:
     return httpx.MockTransport(handler)
 
 
+#: The plain SDK asking for the usage chunk, as agentledger does (same JSON body).
+USAGE_EXTRA: dict[str, Any] = {"stream_options": {"include_usage": True}}
+
+
+def _fake_answers() -> dict[str, tuple[dict[str, str], bytes]]:
+    """:func:`_recorded_answers` of a fake provider server started (and stopped) for it."""
+    fake = _fake_provider().FakeProvider()
+    try:
+        return _recorded_answers(fake.openai_url)
+    finally:
+        fake.stop()
+
+
+def _mock_client(answers: dict[str, tuple[dict[str, str], bytes]]) -> Any:
+    """An ``openai.OpenAI`` client answered in process with the recorded ``answers``."""
+    import httpx
+    import openai
+
+    return openai.OpenAI(
+        base_url="http://fake.invalid/v1", api_key="x", max_retries=0,
+        http_client=httpx.Client(transport=_mock_transport(answers)),
+    )  # fmt: skip
+
+
+def _bare_filter(events: Iterator[Any]) -> Iterator[Any]:
+    """Server-sent events less the usage-only chunk (the fake server's spacing), none read."""
+    for sse in events:
+        if '"choices": []' not in sse.data:
+            yield sse
+
+
+def _floor(stream: Any) -> Any:
+    """The SDK ``stream`` with :func:`_bare_filter` on its raw events: the least any
+    integration that asks for the usage and hides its chunk adds (the floor)."""
+    events = type(stream)._iter_events.__get__(stream)
+
+    def iter_events() -> Iterator[Any]:
+        vars(stream).pop("_iter_events", None)  # no reference cycle
+        return _bare_filter(events())
+
+    stream._iter_events = iter_events
+    return stream
+
+
 # --- measurement ---------------------------------------------------------------------------
 @dataclass
 class _Samples:
@@ -377,6 +421,22 @@ def _chat_stream(client: Any, **extra: Any) -> Callable[[], object]:
     return call
 
 
+def _chat_stream_floor(client: Any) -> Callable[[], object]:
+    """A streamed call of the plain SDK asking for the usage chunk, which :func:`_floor`
+    drops unread."""
+    completions = client.chat.completions
+
+    def call() -> object:
+        stream = completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, extra_body=USAGE_EXTRA
+        )
+        for _ in _floor(stream):
+            pass
+        return None
+
+    return call
+
+
 def _scenario_calls(client: Any, stream: bool) -> dict[str, Callable[[], object]]:
     if not stream:
         call = _chat(client)
@@ -385,7 +445,7 @@ def _scenario_calls(client: Any, stream: bool) -> dict[str, Callable[[], object]
     # agentledger asks for stream_options={"include_usage": True} (through extra_body, the
     # same JSON body) for exact usage: the plain SDK asking the same way shows what the one
     # extra chunk costs the SDK (agentledger reads that chunk raw, without its model).
-    usage = _chat_stream(client, extra_body={"stream_options": {"include_usage": True}})
+    usage = _chat_stream(client, extra_body=USAGE_EXTRA)
     return {**dict.fromkeys(CONFIGS, call), "plain+usage": usage}
 
 
@@ -523,9 +583,6 @@ def _measure_paired(
 ) -> tuple[int, int]:  # fmt: skip
     """The in-process scenarios again, call by call (nothing is instrumented class-wide now:
     the agentledger client is wrapped on its own, with a SQLite ledger of its own)."""
-    import httpx
-    import openai
-
     from agentledger import Ledger
     from agentledger.integrations import openai as al_openai
 
@@ -534,13 +591,7 @@ def _measure_paired(
     ledger = Ledger(f"sqlite:///{db}", handle_signals=False)
     ledger.prices.warm()
 
-    def client() -> Any:
-        return openai.OpenAI(
-            base_url="http://fake.invalid/v1", api_key="x", max_retries=0,
-            http_client=httpx.Client(transport=_mock_transport(answers)),
-        )  # fmt: skip
-
-    plain, wrapped = client(), al_openai.wrap(client(), ledger)
+    plain, wrapped = _mock_client(answers), al_openai.wrap(_mock_client(answers), ledger)
     rng = random.Random(4)
     made = 0
     for scenario, title, stream in (
@@ -549,8 +600,7 @@ def _measure_paired(
     ):
         if stream:
             calls = {"plain": _chat_stream(plain), PAIRED_AL: _chat_stream(wrapped),
-                     "plain+usage": _chat_stream(plain, extra_body={
-                         "stream_options": {"include_usage": True}})}  # fmt: skip
+                     "plain+usage": _chat_stream(plain, extra_body=USAGE_EXTRA)}  # fmt: skip
         else:
             calls = {"plain": _chat(plain), PAIRED_AL: _chat(wrapped)}
         samples = _paired(calls, n, warmup, rng)

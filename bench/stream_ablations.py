@@ -24,18 +24,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-EXTRA = {"stream_options": {"include_usage": True}}
-
-
-def _bare_filter(self: Any, events: Iterator[Any]) -> Iterator[Any]:
-    for sse in events:  # the usage-only chunk dropped, nothing read
-        if '"choices": []' not in sse.data:
-            yield sse
+import integrations as bench
 
 
 def _bare_event(self: Any, sse: Any) -> bool:
@@ -53,21 +47,9 @@ def _keep_raw(self: Any, data: str) -> bool:
     return True
 
 
-def _bare_stream(stream: Any) -> Any:
-    """The SDK's stream with the bare filter on its raw events (as the floor has)."""
-    events = type(stream)._iter_events.__get__(stream)
-
-    def iter_events() -> Iterator[Any]:
-        vars(stream).pop("_iter_events", None)
-        return _bare_filter(None, events())
-
-    stream._iter_events = iter_events
-    return stream
-
-
 def _passthrough(original: Any, adapter: Any, ledger_ref: Any) -> Any:
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return _bare_stream(original(self, *args, **kwargs, extra_body=EXTRA))
+        return bench._floor(original(self, *args, **kwargs, extra_body=bench.USAGE_EXTRA))
 
     return wrapper
 
@@ -97,7 +79,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                  "_common.Call.finish": lambda self, **kw: None}),
     "setup": ("the call's set-up only (Call, prepare); the SDK's stream, bare filter",
               {"openai._ChatAdapter.wrap_result": lambda self, result, call, watcher, parsed:
-               _bare_stream(result)}),
+               bench._floor(result)}),
     "wrapper": ("a wrapper that only asks for the usage and adds the bare filter",
                 {"openai.sync_wrapper": _passthrough}),
     "both": ("nowatch and nofinish: the call's set-up and the proxy are left",
@@ -108,10 +90,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def _child(variant: str, calls: int) -> None:
-    import httpx
-    import openai
-
-    import integrations as bench
     from agentledger import Ledger
     from agentledger.integrations import _common
     from agentledger.integrations import openai as al_openai
@@ -120,33 +98,14 @@ def _child(variant: str, calls: int) -> None:
     for target, value in VARIANTS[variant][1].items():
         module, *owner, name = target.split(".")
         setattr(getattr(modules[module], owner[0]) if owner else modules[module], name, value)
-    fake = bench._fake_provider().FakeProvider()
-    try:
-        answers = bench._recorded_answers(fake.openai_url)
-    finally:
-        fake.stop()
-
-    def client() -> Any:
-        return openai.OpenAI(
-            base_url="http://fake.invalid/v1", api_key="x", max_retries=0,
-            http_client=httpx.Client(transport=bench._mock_transport(answers)),
-        )  # fmt: skip
-
+    answers = bench._fake_answers()
     with tempfile.TemporaryDirectory() as tmp:
         ledger = Ledger(f"sqlite:///{tmp}/a.db", handle_signals=False)
         ledger.prices.warm()
-        plain, wrapped = client(), al_openai.wrap(client(), ledger)
-        completions = plain.chat.completions
-
-        def floor() -> None:
-            stream = completions.create(
-                model=bench.MODEL, messages=bench.MESSAGES, stream=True, extra_body=EXTRA
-            )
-            for _ in _bare_stream(stream):
-                pass
-
+        plain = bench._mock_client(answers)
+        wrapped = al_openai.wrap(bench._mock_client(answers), ledger)
         runs: dict[str, Callable[[], object]] = {
-            "plain": bench._chat_stream(plain), "floor": floor,
+            "plain": bench._chat_stream(plain), "floor": bench._chat_stream_floor(plain),
             "wrapped": bench._chat_stream(wrapped),
         }  # fmt: skip
         samples = bench._paired(runs, calls, 100, random.Random(4))

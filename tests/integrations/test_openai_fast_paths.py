@@ -591,9 +591,9 @@ def test_raw_text_detection(data: str, expected: bool) -> None:
         pytest.param(
             {"x-fake-usage-on": "none", "x-fake-chunks": str(_READ_EVERY + 7)}, id="long-no-usage"
         ),
-        # JSON as OpenAI writes it, and spaced as no known server does: read all the same.
         # A compatible server that puts the usage on its last chunk with choices.
         pytest.param({"x-fake-usage-on": "last"}, id="usage-last"),
+        # JSON as OpenAI writes it, and spaced as no known server does: read all the same.
         pytest.param({"x-fake-json": "compact"}, id="compact-json"),
         pytest.param({"x-fake-json": "odd"}, id="odd-json"),
         pytest.param({"x-fake-json": "odd", "x-fake-usage-on": "last"}, id="odd-json-usage-last"),

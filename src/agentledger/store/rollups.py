@@ -51,6 +51,7 @@ with the time of day its range starts or ends.
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -60,16 +61,20 @@ from typing import Any, Final, NamedTuple
 from .._aggregates import DURATION_BOUNDS_S, EXACT
 
 __all__ = [
+    "COMPILED",
     "EXACT",
     "HIST_COLUMNS",
     "MEASURES",
     "SPECS",
+    "Grouped",
     "Marks",
     "Segment",
     "choose",
     "compact_sql",
     "flip",
     "fold",
+    "group",
+    "group_py",
     "money",
     "plan",
     "plan_totals",
@@ -103,6 +108,23 @@ MINUTELY: Final = frozenset(("kinds", "what"))
 NO_HISTOGRAM: Final = frozenset(("users",))
 _BOUNDS_MS: Final = tuple(b * 1000.0 for b in DURATION_BOUNDS_S)
 HIST_COLUMNS: Final = tuple(f"h{i:02d}" for i in range(len(DURATION_BOUNDS_S) + 1))
+
+
+def _compiled_group() -> Callable[[list[tuple[Any, ...]], tuple[float, ...]], Any] | None:
+    """:func:`agentledger.store._fold.group`, unless it was not built (a pure-Python
+    install) or ``AGENTLEDGER_PURE_PYTHON`` is set (to 1, say): then :func:`group_py`."""
+    if os.environ.get("AGENTLEDGER_PURE_PYTHON"):
+        return None
+    try:
+        from ._fold import group as compiled
+    except ImportError:
+        return None
+    return compiled
+
+
+_group_c: Final = _compiled_group()
+#: Whether rollups are grouped by the compiled :mod:`agentledger.store._fold`.
+COMPILED: Final = _group_c is not None
 #: Money in a rollup is ``cost_nano`` nano-dollars plus ``cost_frac`` units of 1e-21 USD
 #: (``0 <= cost_frac < FRAC``), plus ``cost_extra``, a decimal holding only the rare costs
 #: with more than 21 decimal places (NULL otherwise). Integers sum exactly and natively in
@@ -253,25 +275,41 @@ def grains(spec: str) -> tuple[str, ...]:
     return ("m", "h", "d") if spec in MINUTELY else ("h", "d")
 
 
-def fold(
-    rows: Iterable[tuple[Any, ...]], marks: Marks | None = None
-) -> dict[str, list[tuple[Any, ...]]]:
-    """Rollup rows (one list per spec) for ``rows`` (store-ready: started_at in epoch µs).
+class Grouped(NamedTuple):
+    """A batch grouped at the finest grains (see :func:`group`): each ``what``,
+    ``attribution`` and ``users`` key -> its rollup measures (:data:`MEASURES` order;
+    ``users`` without the histogram), and ``members``: ``("m", minute, kind, name)`` ->
+    the set of its user ids (for the member bitmaps)."""
 
-    Each output row is ``(grain, bucket_us, *key, *measures)`` (:data:`MEASURES` order).
-    With ``marks``, coarse rows only for buckets below them (the rest is left to
-    compaction); without, every grain.
-    Events are grouped three ways only, at their finest grain: ``what`` per minute,
-    ``attribution`` and ``users`` per hour; every other rollup and grain is merged from
-    those groups (``kinds`` from ``what``; ``bots`` and ``tenants`` from ``attribution``),
-    so the work per event is three dictionary appends, and the sums run per group.
-    """
+    what: dict[tuple[Any, ...], tuple[Any, ...]]
+    attribution: dict[tuple[Any, ...], tuple[Any, ...]]
+    users: dict[tuple[Any, ...], tuple[Any, ...]]
+    members: dict[tuple[Any, ...], set[str]]
+
+
+def group(rows: Iterable[tuple[Any, ...]]) -> Grouped:
+    """``rows`` (store-ready: started_at in epoch µs) grouped at the finest grains: by the
+    compiled :mod:`agentledger.store._fold` where it is built and can sum them exactly in C
+    integers (almost every batch), else by :func:`group_py`, the definition."""
+    if _group_c is None:
+        return group_py(rows)
+    batch = rows if type(rows) is list else list(rows)
+    grouped = _group_c(batch, _BOUNDS_MS)
+    return group_py(batch) if grouped is None else Grouped(*grouped)
+
+
+def group_py(rows: Iterable[tuple[Any, ...]]) -> Grouped:
+    """:func:`group` in Python: ``what`` per minute, ``attribution`` and ``users`` per
+    hour; per event, three dictionary appends (``users``: added in place, most of its
+    groups are one event), then the sums per group."""
     what: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
     attribution: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
     users: dict[tuple[Any, ...], list[Any]] = {}
+    members: dict[tuple[Any, ...], set[str]] = {}
     bounds = _BOUNDS_MS
     for row in rows:
         started = row[4]
+        minute = started - started % MINUTE_US
         hour = started - started % HOUR_US
         kind, status = row[6], row[24]
         duration = row[5]
@@ -281,20 +319,20 @@ def fold(
             frac, extra, 1 if row[22] == "unpriced" else 0, duration,
             bisect_left(bounds, duration),
         )  # fmt: skip
-        key: tuple[Any, ...] = (started - started % MINUTE_US, kind, status, row[8] or NONE,
-                                row[9] or NONE, row[7])  # fmt: skip
-        group = what.get(key)
-        if group is None:
+        key: tuple[Any, ...] = (minute, kind, status, row[8] or NONE, row[9] or NONE, row[7])
+        same = what.get(key)
+        if same is None:
             what[key] = [measures]
         else:
-            group.append(measures)
+            same.append(measures)
         key = (hour, row[10] or NONE, row[13] or NONE, kind, status)
-        group = attribution.get(key)
-        if group is None:
+        same = attribution.get(key)
+        if same is None:
             attribution[key] = [measures]
         else:
-            group.append(measures)
-        key = (hour, row[11] or NONE, kind)  # most users' groups are one event: add in place
+            same.append(measures)
+        user = row[11]
+        key = (hour, user or NONE, kind)
         acc = users.get(key)
         if acc is None:
             users[key] = [1, *measures[: HIST - 1]]
@@ -312,19 +350,46 @@ def fold(
                 acc[9] = _add_extra(acc[9], extra)
             acc[10] += measures[9]
             acc[11] += duration
-
-    hour_mark, day_mark = (None, None) if marks is None else (marks.hour, marks.day)
-    what_m = {k: _summed(g) for k, g in what.items()}
-    what_h = _merged(what_m, lambda k: (k[0] - k[0] % HOUR_US, *k[1:]), hour_mark)
-    what_d = _merged(what_h, _to_day, day_mark)
-    attribution_h = {k: _summed(g) for k, g in attribution.items()}
-    attribution_d = _merged(attribution_h, _to_day, day_mark)
+        if user is not None:
+            key = ("m", minute, kind, row[7])
+            seen = members.get(key)
+            if seen is None:
+                members[key] = {user}
+            else:
+                seen.add(user)
     users_h: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     for k, acc in users.items():
         if acc[8] >= FRAC:
             carry, acc[8] = divmod(acc[8], FRAC)
             acc[7] += carry
         users_h[k] = tuple(acc)
+    return Grouped(
+        {k: _summed(g) for k, g in what.items()},
+        {k: _summed(g) for k, g in attribution.items()},
+        users_h,
+        members,
+    )
+
+
+def fold(
+    rows: Iterable[tuple[Any, ...]] | Grouped, marks: Marks | None = None
+) -> dict[str, list[tuple[Any, ...]]]:
+    """Rollup rows (one list per spec) for ``rows`` (store-ready: started_at in epoch µs,
+    or already :func:`group`-ed).
+
+    Each output row is ``(grain, bucket_us, *key, *measures)`` (:data:`MEASURES` order).
+    With ``marks``, coarse rows only for buckets below them (the rest is left to
+    compaction); without, every grain.
+    Events are grouped three ways only, at their finest grain (:func:`group`): ``what``
+    per minute, ``attribution`` and ``users`` per hour; every other rollup and grain is
+    merged from those groups (``kinds`` from ``what``; ``bots`` and ``tenants`` from
+    ``attribution``).
+    """
+    what_m, attribution_h, users_h, _ = rows if isinstance(rows, Grouped) else group(rows)
+    hour_mark, day_mark = (None, None) if marks is None else (marks.hour, marks.day)
+    what_h = _merged(what_m, lambda k: (k[0] - k[0] % HOUR_US, *k[1:]), hour_mark)
+    what_d = _merged(what_h, _to_day, day_mark)
+    attribution_d = _merged(attribution_h, _to_day, day_mark)
     out: dict[str, list[tuple[Any, ...]]] = {}
     for spec, by_grain in (
         ("kinds", [("m", _merged(what_m, _kinds)), ("h", _merged(what_h, _kinds)),

@@ -545,8 +545,9 @@ def _upsert_rollups(
         return
     if marks is not None:  # first: on PostgreSQL, marks are locked before any rollup row
         _lower_totals_mark(cur, dialect, params, marks)
-    _add_members(cur, params, dialect, numbers, marks)
-    for spec, rows in rollups.fold(params, marks).items():
+    grouped = rollups.group(params)
+    _add_members(cur, grouped.members, dialect, numbers, marks)
+    for spec, rows in rollups.fold(grouped, marks).items():
         if not rows:
             continue
         if dialect == "sqlite":  # one writer at a time: no lock order to keep
@@ -860,26 +861,15 @@ class _Numbers:
 
 def _add_members(
     cur: Any,
-    params: Sequence[tuple[Any, ...]],
+    minutes: dict[tuple[Any, ...], set[str]],
     dialect: str,
     numbers: _Numbers,
     marks: rollups.Marks | None = None,
 ) -> None:
-    """OR the users of ``params`` into the minute, hour and day bitmaps of their (kind,
-    name): a distinct-user count over any range reads bitmaps down to its partial minutes.
-    Hour and day bitmaps only below ``marks`` (compaction builds the others)."""
-    minutes: dict[tuple[Any, ...], set[str]] = {}
-    for p in params:
-        user = p[11]
-        if user is None:
-            continue
-        started = p[4]
-        key = ("m", started - started % rollups.MINUTE_US, p[6], p[7])
-        members = minutes.get(key)
-        if members is None:
-            minutes[key] = {user}
-        else:
-            members.add(user)
+    """OR the users of a batch (``minutes``: ``("m", minute, kind, name)`` -> user ids, see
+    :func:`rollups.group`) into the minute, hour and day bitmaps of their (kind, name): a
+    distinct-user count over any range reads bitmaps down to its partial minutes. Hour and
+    day bitmaps only below ``marks`` (compaction builds the others)."""
     if not minutes:
         return
     number = numbers.get(cur, set().union(*minutes.values()))

@@ -1,0 +1,207 @@
+"""The compiled grouping of rollups (agentledger.store._fold) against its Python definition."""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from agentledger.store import rollups
+from agentledger.store.schema import rollup_members, rollup_tables
+from agentledger.store.sql import SQLStore
+
+_fold = pytest.importorskip(
+    "agentledger.store._fold", reason="the compiled part is not built (pure-Python install)"
+)
+BOUNDS = rollups._BOUNDS_MS
+DAY0 = 20_000 * rollups.DAY_US
+
+
+def test_ci_builds_and_uses_the_compiled_part() -> None:
+    """CI installs from the project's files: the extension must be there and in use."""
+    if os.environ.get("CI") and not os.environ.get("AGENTLEDGER_PURE_PYTHON"):
+        assert rollups.COMPILED
+
+
+def _row(started: Any, cost: Any = "0.5", **fields: Any) -> tuple[Any, ...]:
+    row: list[Any] = [None] * 28
+    row[0], row[1], row[2] = str(uuid.uuid4()), "t" * 32, "s" * 16
+    row[4], row[5], row[6], row[7], row[24] = started, 5.0, "llm", "gpt-4o", "ok"
+    row[8], row[9], row[10], row[11], row[13] = "openai", "gpt-4o", "bot", "user", "tenant"
+    row[16:24] = [10, 2, 0, 0, 0, cost, "priced", None]
+    for name, value in fields.items():
+        row[_FIELDS[name]] = value
+    return tuple(row)
+
+
+_FIELDS = {
+    "duration": 5, "kind": 6, "name": 7, "provider": 8, "model": 9, "bot": 10, "user": 11,
+    "tenant": 13, "input": 16, "output": 17, "cache_read": 18, "cache_write": 19,
+    "reasoning": 20, "source": 22, "status": 24,
+}  # fmt: skip
+
+
+def _same(compiled: tuple[Any, ...], python: rollups.Grouped) -> None:
+    """Equal keys in the same order and equal sums; duration sums (floats) up to rounding
+    (Python 3.12's sum() compensates its float additions)."""
+    for mine, theirs in zip(compiled, python, strict=True):
+        assert list(mine) == list(theirs)
+        for key, value in mine.items():
+            expected = theirs[key]
+            if isinstance(value, set):
+                assert value == expected
+                continue
+            assert len(value) == len(expected)
+            for i, (a, b) in enumerate(zip(value, expected, strict=True)):
+                if i == rollups.COST + 4:  # duration_ms
+                    assert math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-9), key
+                else:
+                    assert a == b, (key, i, a, b)
+                    assert type(a) is type(b), (key, i, a, b)
+
+
+def _cost(digits: int, exponent: int, as_text: bool) -> Any:
+    """A cost as the store holds it: decimal text (``str`` of a Decimal: '0.0015', '0E-7',
+    '1.5E+3'), or a Decimal (PostgreSQL's rebuild reads them)."""
+    value = Decimal(digits).scaleb(exponent)
+    return str(value) if as_text else value
+
+
+_costs = st.one_of(
+    st.none(),
+    st.just("0"),
+    st.builds(_cost, st.integers(0, 10**24), st.integers(-21, 3), st.booleans()).filter(
+        lambda cost: Decimal(cost) < 10**9  # beyond: cost_extra (see the give-up cases)
+    ),
+)
+_labels = st.sampled_from(["a", "b", "c"])
+_maybe = st.one_of(st.none(), _labels)
+_rows = st.builds(
+    lambda minute, second, cost, duration, kind, status, name, provider, bot, user, tenant,
+    tokens, source: _row(
+        DAY0 + minute * rollups.MINUTE_US + second, cost, duration=duration, kind=kind,
+        status=status, name=name, provider=provider, model=provider and name, bot=bot,
+        user=user, tenant=tenant, input=tokens[0], output=tokens[1], cache_read=tokens[2],
+        cache_write=tokens[3], reasoning=tokens[4], source=source,
+    ),
+    st.integers(0, 180), st.integers(0, rollups.MINUTE_US - 1), _costs,
+    st.one_of(st.sampled_from([0.0, *BOUNDS]), st.floats(0, 1e9), st.integers(0, 10**6)),
+    st.sampled_from(["llm", "tool", "command"]), st.sampled_from(["ok", "error"]), _labels,
+    _maybe, _maybe, _maybe, _maybe,
+    st.lists(st.integers(0, 2**40), min_size=5, max_size=5),
+    st.sampled_from(["priced", "unpriced", "reported"]),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_rows, max_size=60).map(lambda rows: sorted(rows, key=lambda r: r[4])))
+def test_compiled_grouping_equals_the_python_definition(rows: list[tuple[Any, ...]]) -> None:
+    compiled = _fold.group(rows, BOUNDS)
+    assert compiled is not None  # plain costs, tokens and times: C handles every one
+    _same(compiled, rollups.group_py(rows))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_rows, min_size=1, max_size=30))
+def test_rows_out_of_time_order_group_the_same(rows: list[tuple[Any, ...]]) -> None:
+    compiled = _fold.group(rows, BOUNDS)
+    assert compiled is not None
+    _same(compiled, rollups.group_py(rows))
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        _row(DAY0, "-0.5"),  # negative: cost_nano below zero
+        _row(DAY0, "0." + "0" * 21 + "1"),  # 22 decimal places: cost_extra
+        _row(DAY0, Decimal("1E-22")),
+        _row(DAY0, "NaN"),
+        _row(DAY0, "Infinity"),
+        _row(DAY0, "5000000000"),  # $5e9: more nano-dollars than the integers hold
+        _row(DAY0, "1E+10"),
+        _row(DAY0, 0.5),  # a float cost: not a store-ready value
+        _row(DAY0, "1.2.3"),
+        _row(DAY0, ""),
+        _row(DAY0, input=2**63),  # more than 64 bits
+        _row(DAY0, input=None),
+        _row(DAY0, input=10.5),  # not an integer
+        _row(DAY0, reasoning=True),
+        _row(-rollups.MINUTE_US),  # before 1970
+        _row(float(DAY0)),
+        _row(DAY0, duration=None),
+    ],
+)
+def test_what_the_compiled_part_cannot_sum_exactly_goes_to_python(row: tuple[Any, ...]) -> None:
+    assert _fold.group([_row(DAY0), row], BOUNDS) is None
+    try:
+        expected: Any = rollups.group_py([_row(DAY0), row])
+    except Exception as exc:  # values the store never holds: the same error either way
+        with pytest.raises(type(exc)):
+            rollups.group([_row(DAY0), row])
+        return
+    _same(tuple(rollups.group([_row(DAY0), row])), expected)
+
+
+def test_sums_past_64_bits_go_to_python() -> None:
+    rows = [_row(DAY0, input=2**62), _row(DAY0 + 1, input=2**62)]
+    assert _fold.group(rows, BOUNDS) is None
+    assert rollups.group(rows).what[(DAY0, "llm", "ok", "openai", "gpt-4o", "gpt-4o")][2] == 2**63
+
+
+def test_money_carries_from_fractions_into_nano_dollars() -> None:
+    rows = [_row(DAY0 + i, "0.0000000009999999999999") for i in range(3)]  # 22 digits: Python
+    assert _fold.group(rows, BOUNDS) is None
+    rows = [_row(DAY0 + i, "0.000000000999999999999") for i in range(3)]
+    compiled = _fold.group(rows, BOUNDS)
+    assert compiled is not None
+    (measures,) = compiled[0].values()
+    assert measures[rollups.COST : rollups.COST + 3] == (2, 999_999_999_997, None)
+    _same(compiled, rollups.group_py(rows))
+
+
+def _rollup_rows(store: SQLStore) -> dict[str, list[tuple[Any, ...]]]:
+    with store.engine.connect() as conn:
+        out = {n: sorted(map(tuple, conn.execute(select(t)))) for n, t in rollup_tables.items()}
+        out["members"] = sorted(map(tuple, conn.execute(select(rollup_members))))
+    return out
+
+
+def test_a_store_writes_the_same_rollups_either_way(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches through the compiled part and through Python give the same stored rows,
+    including a batch the compiled part hands back (a cost with 22 decimal places)."""
+    base = DAY0 / 1e6
+    batches = [
+        [
+            _row(
+                base + 7 * i + j,
+                f"0.00{i}{j}5",
+                user=f"u{j % 3}",
+                duration=10.0 ** (j % 5),
+                status="error" if j % 4 == 0 else "ok",
+            )
+            for j in range(40)
+        ]
+        for i in range(5)
+    ]
+    batches.append([_row(base + 400, "0." + "0" * 21 + "7"), _row(base + 401, "0.25")])
+    stores = {}
+    for name, compiled in (("c", rollups._group_c), ("py", None)):
+        monkeypatch.setattr(rollups, "_group_c", compiled)
+        store = stores[name] = SQLStore(f"sqlite:///{tmp_path / name}.db")
+        store.clock = lambda: base + 3 * 86_400.0  # every bucket closed: compacted too
+        for batch in batches:
+            assert store.write(batch) == len(batch)
+    try:
+        assert _rollup_rows(stores["c"]) == _rollup_rows(stores["py"])
+    finally:
+        for store in stores.values():
+            store.close()

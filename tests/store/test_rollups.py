@@ -573,3 +573,25 @@ def test_flip_reads_a_partial_hour_as_the_hour_less_the_rest() -> None:
     assert rollups.inside_one_hour(Segment("events", hour, hour + HOUR_US)) is None  # whole
     assert rollups.inside_one_hour(Segment("events", hour + 60, hour + HOUR_US + 60)) is None
     assert rollups.inside_one_hour(Segment("h", hour, hour + 60)) is None
+
+
+@pytest.mark.postgres
+def test_bitmap_or_in_sql_equals_python_or(pg_url: str) -> None:
+    """agentledger_bitmap_or (migration 0011), which writers use to add users to a stored
+    member bitmap, against Python's OR of the same bitmaps, lengths 0 to 200 bytes."""
+    import random
+
+    import psycopg
+
+    from agentledger.store.sql import _bitmap
+
+    SQLStore(pg_url).close()  # the schema, with the function
+    rng = random.Random(11)
+    pairs = [(rng.getrandbits(rng.randrange(0, 1600)), rng.getrandbits(rng.randrange(0, 1600)))
+             for _ in range(300)] + [(0, 0), (0, 1), (1 << 999, 1), (255, 256)]  # fmt: skip
+    with psycopg.connect(pg_url) as conn:
+        got = conn.execute(
+            "SELECT agentledger_bitmap_or(a, b) FROM unnest(%s::bytea[], %s::bytea[]) AS u(a, b)",
+            [[_bitmap(a) for a, _ in pairs], [_bitmap(b) for _, b in pairs]],
+        ).fetchall()
+    assert [bytes(r[0]) for r in got] == [_bitmap(a | b) for a, b in pairs]

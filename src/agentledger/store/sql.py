@@ -34,7 +34,7 @@ __all__ = ["HEAD_REVISION", "SQLStore", "StoreInfo", "normalize_url"]
 
 log = logging.getLogger("agentledger.store")
 
-HEAD_REVISION: Final = "0010_hourly_user_totals"  # a test checks this against the migration scripts
+HEAD_REVISION: Final = "0011_bitmap_or"  # a test checks this against the migration scripts
 _MIGRATIONS: Final = Path(__file__).with_name("migrations")
 _COLS: Final = ", ".join(ROW_FIELDS)
 _SQLITE_INSERT: Final = (
@@ -799,12 +799,16 @@ def _build_user_totals(
 
 
 def rebuild_rollups_on(raw: Any, dialect: str, *, chunk: int = 50_000) -> int:
-    """Empty the rollups and refold every stored event, on ``raw`` in its open transaction."""
+    """Empty the rollups and refold every stored event, on ``raw`` in its open transaction
+    (on PostgreSQL, with :data:`BITMAP_OR_SQL` run first: migrations older than the one
+    that creates the function rebuild rollups too)."""
     wanted = {4, 5, 6, 7, 8, 9, 10, 11, 13, 16, 17, 18, 19, 20, 21, 22, 24}
     columns = ", ".join(name if i in wanted else "NULL" for i, name in enumerate(ROW_FIELDS[:25]))
     cur = raw.cursor()
     total = 0
     try:
+        if dialect != "sqlite":
+            cur.execute(BITMAP_OR_SQL)
         for spec in rollups.SPECS:
             cur.execute(f"DELETE FROM {rollups.table_name(spec)}")
         cur.execute("DELETE FROM rollup_members")
@@ -905,39 +909,39 @@ def _add_members(
     )
 
 
+#: PostgreSQL's ``agentledger_bitmap_or(a, b)`` (migration 0011): two member bitmaps (bit n
+#: is bit n % 8 of byte n // 8) ORed, as hex padded with zero bytes to the longer one's
+#: length, cast to bit strings; ``varbit_send`` gives a 4-byte bit count, then the bytes.
+BITMAP_OR_SQL: Final = """
+CREATE OR REPLACE FUNCTION agentledger_bitmap_or(a bytea, b bytea) RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+  SELECT substring(varbit_send(
+    ('x' || rpad(encode(a, 'hex'), 2 * greatest(length(a), length(b)), '0'))::varbit
+    | ('x' || rpad(encode(b, 'hex'), 2 * greatest(length(a), length(b)), '0'))::varbit
+  ) FROM 5)
+$$
+"""
+
+
 def _or_members_postgres(
     cur: Any, keys: list[tuple[Any, ...]], groups: dict[tuple[Any, ...], int]
 ) -> None:
-    """PostgreSQL: make sure the bitmap rows exist, lock them in key order (concurrent
-    writers OR in turn), OR in the new bits. Keys travel as arrays: three statements of
-    constant text, whatever the number of rows (psycopg parses a long VALUES list anew)."""
-    from .schema import from_epoch_us, to_epoch_us
+    """PostgreSQL: one upsert, in key order (concurrent writers lock rows in one order),
+    ORing the new bits into a stored bitmap with ``agentledger_bitmap_or`` (migration
+    0011) on the locked row, so concurrent writers' bits add up. Keys travel as arrays: a
+    statement of constant text, whatever the number of rows (psycopg parses a long VALUES
+    list anew)."""
+    from .schema import from_epoch_us
 
     grains, buckets, kinds, names = (list(c) for c in zip(*keys, strict=True))
-    arrays = [grains, [from_epoch_us(b) for b in buckets], kinds, names]
-    unnest = "unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[])"
-    columns = "grain, bucket, kind, name"
     cur.execute(
-        f"INSERT INTO rollup_members ({columns}, members) SELECT *, ''::bytea FROM {unnest} "
-        "ON CONFLICT DO NOTHING",
-        arrays,
-    )
-    cur.execute(
-        f"SELECT {columns}, members FROM rollup_members WHERE ({columns}) IN "
-        f"(SELECT * FROM {unnest}) ORDER BY {columns} FOR UPDATE",
-        arrays,
-    )
-    existing = {
-        (grain, to_epoch_us(bucket), kind, name): int.from_bytes(bytes(blob), "little")
-        for grain, bucket, kind, name, blob in cur.fetchall()
-    }
-    cur.execute(
-        "UPDATE rollup_members m SET members = u.members FROM unnest(%s::text[], "
-        "%s::timestamptz[], %s::text[], %s::text[], %s::bytea[]) AS u(grain, bucket, kind, "
-        "name, members) WHERE (m.grain, m.bucket, m.kind, m.name) = "
-        "(u.grain, u.bucket, u.kind, u.name)",
-        [*arrays, [_bitmap(existing.get(k, 0) | groups[k]) for k in keys]],
-    )
+        "INSERT INTO rollup_members (grain, bucket, kind, name, members) "
+        "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], "
+        "%s::bytea[]) ORDER BY 1, 2, 3, 4 ON CONFLICT (grain, bucket, kind, name) "
+        "DO UPDATE SET members = agentledger_bitmap_or(rollup_members.members, excluded.members)",
+        [grains, [from_epoch_us(b) for b in buckets], kinds, names,
+         [_bitmap(groups[k]) for k in keys]],
+    )  # fmt: skip
 
 
 def _bitmap(bits: int) -> bytes:

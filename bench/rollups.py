@@ -498,13 +498,19 @@ def _measure(
               flush=True)  # fmt: skip
 
 
-def bench_reports(quick: bool, full: bool) -> list[Result]:
+def bench_reports(
+    quick: bool, full: bool, backends: tuple[str, ...] = ("sqlite", "postgres")
+) -> list[Result]:
+    """The reports on ``backends``: SQLite at 1M and 10M events, PostgreSQL at 1M (and 10M
+    with ``full``); ``quick``: 100k and 1M, 100k."""
     sqlite_sizes = (100_000, 1_000_000) if quick else (1_000_000, 10_000_000)
     pg_sizes = (100_000,) if quick else (1_000_000, 10_000_000) if full else (1_000_000,)
     r_ours, r_peer = (3, 1) if quick else (9, 3)
     results: list[Result] = []
     bad: list[str] = []
     for backend, sizes in (("sqlite", sqlite_sizes), ("postgres", pg_sizes)):
+        if backend not in backends:
+            continue
         timings: Timings = {}
         for n in sizes:
             loaded = _sqlite_db(n) if backend == "sqlite" else _pg_db(n)

@@ -30,6 +30,13 @@ def test_ci_builds_and_uses_the_compiled_part() -> None:
         assert rollups.COMPILED
 
 
+_FIELDS = {
+    "duration": 5, "kind": 6, "name": 7, "provider": 8, "model": 9, "bot": 10, "user": 11,
+    "tenant": 13, "input": 16, "output": 17, "cache_read": 18, "cache_write": 19,
+    "reasoning": 20, "source": 22, "status": 24,
+}  # fmt: skip
+
+
 def _row(started: Any, cost: Any = "0.5", **fields: Any) -> tuple[Any, ...]:
     row: list[Any] = [None] * 28
     row[0], row[1], row[2] = str(uuid.uuid4()), "t" * 32, "s" * 16
@@ -39,13 +46,6 @@ def _row(started: Any, cost: Any = "0.5", **fields: Any) -> tuple[Any, ...]:
     for name, value in fields.items():
         row[_FIELDS[name]] = value
     return tuple(row)
-
-
-_FIELDS = {
-    "duration": 5, "kind": 6, "name": 7, "provider": 8, "model": 9, "bot": 10, "user": 11,
-    "tenant": 13, "input": 16, "output": 17, "cache_read": 18, "cache_write": 19,
-    "reasoning": 20, "source": 22, "status": 24,
-}  # fmt: skip
 
 
 def _same(compiled: tuple[Any, ...], python: rollups.Grouped) -> None:

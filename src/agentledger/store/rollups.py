@@ -108,23 +108,6 @@ MINUTELY: Final = frozenset(("kinds", "what"))
 NO_HISTOGRAM: Final = frozenset(("users",))
 _BOUNDS_MS: Final = tuple(b * 1000.0 for b in DURATION_BOUNDS_S)
 HIST_COLUMNS: Final = tuple(f"h{i:02d}" for i in range(len(DURATION_BOUNDS_S) + 1))
-
-
-def _compiled_group() -> Callable[[list[tuple[Any, ...]], tuple[float, ...]], Any] | None:
-    """:func:`agentledger.store._fold.group`, unless it was not built (a pure-Python
-    install) or ``AGENTLEDGER_PURE_PYTHON`` is set (to 1, say): then :func:`group_py`."""
-    if os.environ.get("AGENTLEDGER_PURE_PYTHON"):
-        return None
-    try:
-        from ._fold import group as compiled
-    except ImportError:
-        return None
-    return compiled
-
-
-_group_c: Final = _compiled_group()
-#: Whether rollups are grouped by the compiled :mod:`agentledger.store._fold`.
-COMPILED: Final = _group_c is not None
 #: Money in a rollup is ``cost_nano`` nano-dollars plus ``cost_frac`` units of 1e-21 USD
 #: (``0 <= cost_frac < FRAC``), plus ``cost_extra``, a decimal holding only the rare costs
 #: with more than 21 decimal places (NULL otherwise). Integers sum exactly and natively in
@@ -273,6 +256,23 @@ _ONE_HOT: Final = tuple(
 def grains(spec: str) -> tuple[str, ...]:
     """The grains kept for ``spec``, finest first."""
     return ("m", "h", "d") if spec in MINUTELY else ("h", "d")
+
+
+def _compiled_group() -> Callable[[list[tuple[Any, ...]], tuple[float, ...]], Any] | None:
+    """:func:`agentledger.store._fold.group`, unless it was not built (a pure-Python
+    install) or ``AGENTLEDGER_PURE_PYTHON`` is set (to 1, say): then :func:`group_py`."""
+    if os.environ.get("AGENTLEDGER_PURE_PYTHON"):
+        return None
+    try:
+        from ._fold import group as compiled
+    except ImportError:
+        return None
+    return compiled
+
+
+_group_c: Final = _compiled_group()
+#: Whether rollups are grouped by the compiled :mod:`agentledger.store._fold`.
+COMPILED: Final = _group_c is not None
 
 
 class Grouped(NamedTuple):

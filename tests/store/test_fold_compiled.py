@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from agentledger.store import rollups
-from agentledger.store.schema import rollup_members, rollup_tables
+from agentledger.store import rollups, sql
+from agentledger.store.schema import from_epoch_us, rollup_members, rollup_tables
 from agentledger.store.sql import SQLStore
 
 _fold = pytest.importorskip(
@@ -173,12 +174,9 @@ def _rollup_rows(store: SQLStore) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
-def test_a_store_writes_the_same_rollups_either_way(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Batches through the compiled part and through Python give the same stored rows,
-    including a batch the compiled part hands back (a cost with 22 decimal places)."""
-    base = DAY0 / 1e6
+def _batches(base: float) -> list[list[tuple[Any, ...]]]:
+    """Five batches of 40 events (float seconds, as the ledger writes them), then one the
+    compiled part hands back (a cost with 22 decimal places) and one with a datetime."""
     batches = [
         [
             _row(
@@ -193,6 +191,17 @@ def test_a_store_writes_the_same_rollups_either_way(
         for i in range(5)
     ]
     batches.append([_row(base + 400, "0." + "0" * 21 + "7"), _row(base + 401, "0.25")])
+    batches.append([_row(datetime.fromtimestamp(base + 402.5, UTC), Decimal("0.125"), user="u9")])
+    return batches
+
+
+def test_a_store_writes_the_same_rollups_either_way(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches through the compiled part and through Python give the same stored rows,
+    including a batch the compiled part hands back (a cost with 22 decimal places)."""
+    base = DAY0 / 1e6
+    batches = _batches(base)
     stores = {}
     for name, compiled in (("c", rollups._group_c), ("py", None)):
         monkeypatch.setattr(rollups, "_group_c", compiled)
@@ -205,3 +214,125 @@ def test_a_store_writes_the_same_rollups_either_way(
     finally:
         for store in stores.values():
             store.close()
+
+
+def test_postgresql_writes_the_same_rollups_either_way(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the compiled part also reads the rows as written (float seconds) and
+    writes the COPY text of the rollup rows: the same stored rows as the Python path."""
+    base = DAY0 / 1e6
+    found = {}
+    store = SQLStore(pg_url)
+    store.clock = lambda: base + 3 * 86_400.0
+    try:
+        for name, group, copy_text in (
+            ("c", rollups._group_c, sql._COPY_TEXT_C),
+            ("py", None, None),
+        ):
+            monkeypatch.setattr(rollups, "_group_c", group)
+            monkeypatch.setattr(sql, "_COPY_TEXT_C", copy_text)
+            with store.engine.begin() as conn:
+                conn.exec_driver_sql(
+                    "TRUNCATE events, rollup_members, user_numbers, rollup_user_totals, "
+                    + ", ".join(t.name for t in rollup_tables.values())
+                    + " RESTART IDENTITY"  # user numbers from 1 again
+                )
+                conn.exec_driver_sql("UPDATE rollup_marks SET upto = 0")
+            store._user_numbers.clear()
+            for batch in _batches(base):
+                assert store.write(batch) == len(batch)
+            found[name] = _rollup_rows(store)
+        assert found["c"] == found["py"]
+        assert sum(r[4] for r in found["c"]["kinds"] if r[0] == "d") == 203  # calls
+    finally:
+        store.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.floats(0, 4e9, allow_nan=False)
+        | st.integers(0, 4 * 10**15).map(lambda us: us / 1e6)  # µs-exact and halves
+        | st.integers(0, 4 * 10**9).map(lambda s: s + 0.0000005),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_float_seconds_are_read_as_the_store_rounds_them(starts: list[float]) -> None:
+    """``group(rows, raw=True)`` equals grouping the store-ready rows (``round(s * 1e6)``,
+    half to even) that SQLite stores: the same buckets for the same events."""
+    rows = [_row(s, user=f"u{i % 3}") for i, s in enumerate(starts)]
+    compiled = _fold.group(rows, BOUNDS, True)
+    assert compiled is not None
+    _same(compiled, rollups.group_py([rollups.store_ready(r) for r in rows]))
+
+
+@pytest.mark.parametrize(
+    "started",
+    [-1.0, math.nan, math.inf, 1e19, datetime.fromtimestamp(1_700_000_000, UTC), 1_700_000_000],
+)
+def test_starts_the_compiled_part_does_not_read_go_to_python(started: Any) -> None:
+    """An int (seconds or µs? the raw rows hold floats), a datetime, or a float outside
+    1970..2255: the compiled part gives up; ``group(raw=True)`` converts and runs Python."""
+    rows = [_row(1_700_000_000.0), _row(started)]
+    assert _fold.group(rows, BOUNDS, True) is None
+    try:
+        expected = rollups.group_py([rollups.store_ready(r) for r in rows])
+    except (ValueError, OverflowError) as exc:
+        with pytest.raises(type(exc)):
+            rollups.group(rows, raw=True)
+        return
+    _same(tuple(rollups.group(rows, raw=True)), expected)
+
+
+_texts = st.text(st.characters(codec="utf-8"), max_size=12) | st.sampled_from(
+    ["", "a\\b", "tab\there", "line\nbreak", "cr\rx", "\\N", "é€😀"]
+)
+_values = st.one_of(
+    st.none(), _texts, st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
+    st.decimals(allow_nan=False, allow_infinity=False), st.booleans(),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["m", "h", "d"]), st.integers(0, 4 * 10**15)).flatmap(
+            lambda head: st.lists(_values, max_size=8).map(lambda rest: (*head, *rest))
+        ),
+        max_size=20,
+    )
+)
+def test_compiled_copy_text_writes_every_value_as_copy_reads_it(
+    rows: list[tuple[Any, ...]],
+) -> None:
+    """Strings with COPY's special characters escaped, None as \\N, the bucket through
+    the given function (once per bucket), anything else as ``str()`` writes it."""
+
+    def field(i: int, value: Any) -> str:
+        if i == 1:
+            return from_epoch_us(value).isoformat()
+        if value is None:
+            return "\\N"
+        return sql._copy_escape(value if isinstance(value, str) else str(value))
+
+    expected = "".join("\t".join(field(i, v) for i, v in enumerate(row)) + "\n" for row in rows)
+    calls: list[int] = []
+
+    def bucket_text(us: int) -> str:
+        calls.append(us)
+        return from_epoch_us(us).isoformat()
+
+    assert _fold.copy_text(rows, 2, bucket_text) == expected.encode()
+    assert sorted(calls) == sorted({row[1] for row in rows})
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_rows, min_size=1, max_size=60))
+def test_compiled_copy_text_equals_the_python_definition(rows: list[tuple[Any, ...]]) -> None:
+    """For the rollup rows of generated batches: the bytes of ``sql._copy_text``."""
+    for spec, folded in rollups.fold(rollups.group_py(rows), None).items():
+        n_keys = len(rollups.SPECS[spec])
+        expected = sql._copy_text(folded, n_keys).encode() if folded else b""
+        assert _fold.copy_text(folded, n_keys, sql._bucket_text) == expected

@@ -595,3 +595,43 @@ def test_bitmap_or_in_sql_equals_python_or(pg_url: str) -> None:
             [[_bitmap(a) for a, _ in pairs], [_bitmap(b) for _, b in pairs]],
         ).fetchall()
     assert [bytes(r[0]) for r in got] == [_bitmap(a | b) for a, b in pairs]
+
+
+def test_stage_tables_of_a_rolled_back_first_write_are_made_again(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection's stage tables are created once, in its first write; when that write
+    rolls back, they are gone with it, and the next write on the connection makes them
+    again instead of failing on a missing table (nothing is lost: the batch is retried)."""
+    from agentledger.errors import StoreError
+    from agentledger.store import sql
+
+    real = rollups.merge_sql
+    calls = []
+
+    def merge_sql(spec: str, stage: str) -> str:
+        calls.append(spec)
+        return "SELECT agentledger_no_such_function()" if len(calls) == 1 else real(spec, stage)
+
+    monkeypatch.setattr(rollups, "merge_sql", merge_sql)
+    store = SQLStore(pg_url)
+    before = set(sql._STAGED)  # other tests' connections
+
+    def staged() -> set[object]:
+        return set(sql._STAGED) - before
+
+    try:
+        start = to_epoch_us(datetime.now(UTC)) - HOUR_US
+        batch = [_event_row(start + i * 1_000_000, "0.5", user=f"u{i % 4}") for i in range(30)]
+        with pytest.raises(StoreError, match="agentledger_no_such_function"):
+            store.write(batch)
+        assert calls == ["kinds"]  # it failed after creating the stage tables
+        assert not staged()
+        assert store.write(batch) == 30
+        (conn,) = staged()
+        more = [_event_row(start + i * 1_000_000, "0.25") for i in range(30, 35)]
+        assert store.write(more) == 5
+        assert staged() == {conn}
+        assert Query(store).totals().calls == Query(store, use_rollups=False).totals().calls == 35
+    finally:
+        store.close()

@@ -16,10 +16,13 @@ rollups cost the writer (three dictionary lookups, a 12-field tuple and a dozen
 additions per event); here the sums are C fields and the interpreter runs none of it.
 """
 
+from libc.math cimport rint
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memset
-from cpython.long cimport PyLong_CheckExact
-from cpython.unicode cimport PyUnicode_GET_LENGTH, PyUnicode_READ_CHAR
+from libc.string cimport memcpy, memset, strlen
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_GET_LENGTH, PyUnicode_READ_CHAR
 
 cdef extern from *:
     """
@@ -27,6 +30,12 @@ cdef extern from *:
     """
     ctypedef long long agentledger_i128
     bint __builtin_add_overflow(long long a, long long b, long long *r) nogil
+
+cdef extern from "Python.h":
+    char *PyOS_double_to_string(double val, char format_code, int precision, int flags,
+                                int *type) except NULL
+    int Py_DTSF_ADD_DOT_0
+    void PyMem_Free(void *p)
 
 ctypedef agentledger_i128 i128
 
@@ -184,9 +193,13 @@ cdef inline int _add(Acc *a, long long err, long long inp, long long outp, long 
     return 0
 
 
-def group(list rows, tuple bounds_ms):
+def group(list rows, tuple bounds_ms, bint seconds=False):
     """``(what per minute, attribution per hour, users per hour, users per minute)`` for
-    ``rows``, as :func:`agentledger.store.rollups.group_py` returns them, or None."""
+    ``rows``, as :func:`agentledger.store.rollups.group_py` returns them, or None.
+
+    ``seconds``: started_at is float seconds since the epoch (as the ledger writes rows),
+    read as :func:`agentledger.store.rollups.epoch_us` reads it (``round(s * 1e6)``: the
+    product, rounded half to even); else an int of microseconds."""
     cdef double bounds[MAX_BOUNDS]
     cdef int n_bounds = len(bounds_ms), lo, hi, mid, b, bad
     cdef _Groups what = _Groups(), attribution = _Groups(), users = _Groups()
@@ -194,21 +207,32 @@ def group(list rows, tuple bounds_ms):
     cdef tuple row
     cdef long long started, minute, hour, nano, frac, inp, outp, cr, cw, rs, err, unpriced
     cdef long long last_minute = -1, last_hour = -1
-    cdef object minute_at = None, hour_at = None, kind, status, name, user, key, seen
-    cdef double duration
+    cdef object minute_at = None, hour_at = None, kind, status, name, user, key, seen, at
+    cdef double duration, us
     if n_bounds > MAX_BOUNDS or len(rows) > 1_000_000:
         return None
     for b in range(n_bounds):
         bounds[b] = bounds_ms[b]
     try:
         for row in rows:
-            if not (PyLong_CheckExact(row[4]) and PyLong_CheckExact(row[16])
+            if not (PyLong_CheckExact(row[16])
                     and PyLong_CheckExact(row[17]) and PyLong_CheckExact(row[18])
                     and PyLong_CheckExact(row[19]) and PyLong_CheckExact(row[20])):
                 return None  # C would take a float for an integer (and drop its fraction)
-            started = row[4]
-            if started < 0:
-                return None
+            at = row[4]
+            if seconds:
+                if not PyFloat_CheckExact(at):
+                    return None  # a datetime, say: the caller converts
+                us = PyFloat_AS_DOUBLE(at) * 1e6
+                if not 0.0 <= us < 9.0e18:  # NaN fails both
+                    return None
+                started = <long long>rint(us)  # half to even, as round() (default mode)
+            else:
+                if not PyLong_CheckExact(at):
+                    return None
+                started = at
+                if started < 0:
+                    return None
             minute = started - started % MINUTE
             if minute != last_minute:  # rows come in time order: one int object a minute
                 last_minute = minute
@@ -258,3 +282,120 @@ def group(list rows, tuple bounds_ms):
     except (TypeError, OverflowError, ValueError):
         return None
     return what.sums(n_bounds + 1), attribution.sums(n_bounds + 1), users.sums(0), members
+
+
+# --- COPY text ---------------------------------------------------------------------------
+cdef struct Buf:
+    char *data
+    Py_ssize_t n, cap
+
+
+cdef int _reserve(Buf *b, Py_ssize_t more) except -1:
+    cdef Py_ssize_t cap = b.cap
+    cdef char *grown
+    if b.n + more <= cap:
+        return 0
+    while cap < b.n + more:
+        cap *= 2
+    grown = <char*>realloc(b.data, cap)
+    if grown is NULL:
+        raise MemoryError()
+    b.data = grown
+    b.cap = cap
+    return 0
+
+
+cdef int _put(Buf *b, const char *s, Py_ssize_t n) except -1:
+    _reserve(b, n)
+    memcpy(b.data + b.n, s, n)
+    b.n += n
+    return 0
+
+
+cdef int _put_text(Buf *b, str value) except -1:
+    """``value`` as UTF-8, with COPY's escapes for backslash, tab, newline and return."""
+    cdef Py_ssize_t n, i
+    cdef const char *s = PyUnicode_AsUTF8AndSize(value, &n)
+    cdef char c
+    _reserve(b, 2 * n)
+    for i in range(n):
+        c = s[i]
+        if c == 92 or c == 9 or c == 10 or c == 13:  # \ \t \n \r
+            b.data[b.n] = 92
+            b.data[b.n + 1] = 92 if c == 92 else (116 if c == 9 else (110 if c == 10 else 114))
+            b.n += 2
+        else:
+            b.data[b.n] = c
+            b.n += 1
+    return 0
+
+
+cdef int _put_int(Buf *b, long long v) except -1:
+    cdef char digits[24]
+    cdef int i = 24
+    cdef unsigned long long u = <unsigned long long>(-(v + 1)) + 1 if v < 0 else <unsigned long long>v
+    while True:
+        i -= 1
+        digits[i] = 48 + <char>(u % 10)
+        u //= 10
+        if u == 0:
+            break
+    if v < 0:
+        i -= 1
+        digits[i] = 45
+    return _put(b, &digits[i], 24 - i)
+
+
+def copy_text(list rows, int n_keys, object bucket_text):
+    """Rollup rows ``(grain, bucket, *keys, *measures)`` as PostgreSQL COPY text (UTF-8
+    bytes), as :func:`agentledger.store.sql._copy_text` writes them: the bucket as
+    ``bucket_text(bucket)`` (once per bucket), strings escaped, None as ``\\N``, every other
+    value as ``str()`` does (ints and floats formatted here, in C)."""
+    cdef Buf b
+    cdef dict buckets = {}
+    cdef tuple row
+    cdef object value, text
+    cdef Py_ssize_t i, n
+    cdef int overflow
+    cdef long long v
+    cdef char *formatted
+    b.n = 0
+    b.cap = 65536
+    b.data = <char*>malloc(b.cap)
+    if b.data is NULL:
+        raise MemoryError()
+    try:
+        for row in rows:
+            n = len(row)
+            for i in range(n):
+                if i:
+                    _put(&b, "\t", 1)
+                value = row[i]
+                if i == 1:
+                    text = buckets.get(value)
+                    if text is None:
+                        text = buckets[value] = bucket_text(value)
+                    _put_text(&b, text)
+                elif value is None:
+                    _put(&b, "\\N", 2)
+                elif type(value) is str:
+                    _put_text(&b, value)
+                elif type(value) is int:
+                    v = PyLong_AsLongLongAndOverflow(value, &overflow)
+                    if overflow:
+                        _put_text(&b, str(value))
+                    else:
+                        _put_int(&b, v)
+                elif type(value) is float:
+                    formatted = PyOS_double_to_string(PyFloat_AS_DOUBLE(value), 114, 0,
+                                                      Py_DTSF_ADD_DOT_0, NULL)  # 'r': repr
+                    try:
+                        _put(&b, formatted, strlen(formatted))
+                    finally:
+                        PyMem_Free(formatted)
+                else:
+                    _put_text(&b, str(value))
+            _put(&b, "\n", 1)
+        return PyBytes_FromStringAndSize(b.data, b.n)
+    finally:
+        free(b.data)

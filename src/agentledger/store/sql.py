@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -241,7 +242,7 @@ class SQLStore:
                 if self.dialect == "sqlite":
                     inserted = _write_sqlite(raw, rows, numbers, self.maintain_rollups)
                 else:
-                    inserted = _write_postgres(raw, rows, numbers, self.maintain_rollups)
+                    inserted, numbers = self._write_postgres(raw, rows, numbers)
                 raw.commit()
             except BaseException:
                 raw.rollback()
@@ -254,6 +255,30 @@ class SQLStore:
         if marks is not None and rollups.Marks.due(self._now_us())[:2] != marks[:2]:
             self._compact_quietly()
         return inserted
+
+    def _write_postgres(
+        self, raw: Any, rows: Sequence[tuple[Any, ...]], numbers: _Numbers
+    ) -> tuple[int, _Numbers]:
+        """:func:`_write_postgres`, and again without NUL characters if they failed it:
+        PostgreSQL stores none in text or jsonb, so one such string would fail its whole
+        batch on every retry; the batch goes again with U+FFFD in their place (a wrong
+        character, not lost events). Returns the rows inserted and the user numbers."""
+        try:
+            return _write_postgres(raw, rows, numbers, self.maintain_rollups), numbers
+        except Exception as exc:
+            clean = _without_nul(rows) if _is_data_error(exc) else None
+            if clean is None:
+                raise
+        raw.rollback()
+        _forget_stages(raw, self.dialect)
+        numbers = _Numbers(self._user_numbers, self.dialect)  # the rolled back ones are void
+        inserted = _write_postgres(raw, clean, numbers, self.maintain_rollups)
+        log.warning(
+            "%d event(s) held NUL characters, which PostgreSQL cannot store: "
+            "written with U+FFFD in their place",
+            clean.changed,
+        )
+        return inserted, numbers
 
     def _transaction(self, work: Any, *, lock_events: bool = True) -> Any:
         """Run ``work(raw_connection)`` in one write transaction (blocking other writers;
@@ -1091,6 +1116,55 @@ def _pg_params(row: tuple[Any, ...]) -> tuple[Any, ...]:
     if not isinstance(started, datetime):
         values[4] = datetime.fromtimestamp(started, UTC)
     return tuple(values)
+
+
+_JSON_FIELDS: Final = (ROW_FIELDS.index("tags"), ROW_FIELDS.index("metadata"))
+
+
+def _is_data_error(exc: Exception) -> bool:
+    try:
+        from psycopg import DataError
+    except ImportError:  # pragma: no cover - PostgreSQL without psycopg cannot get here
+        return False
+    return isinstance(exc, DataError)
+
+
+class _Cleaned(list[tuple[Any, ...]]):
+    """Rows, and how many of them were changed."""
+
+    changed: int = 0
+
+
+def _without_nul(rows: Sequence[tuple[Any, ...]]) -> _Cleaned | None:
+    """``rows`` with every NUL character (in a string field, or in a string of the tags'
+    or metadata's JSON) replaced by U+FFFD, or None if no row holds one."""
+    out = _Cleaned()
+    for row in rows:
+        fixed = list(row)
+        for i, value in enumerate(row):
+            if type(value) is not str:
+                continue
+            if i in _JSON_FIELDS and "\\u0000" in value:
+                from ..events import _ENCODER
+
+                fixed[i] = _ENCODER.encode(_nul_free(json.loads(value)))
+            elif "\x00" in value:
+                fixed[i] = value.replace("\x00", "\ufffd")
+        if fixed != list(row):
+            out.changed += 1
+        out.append(tuple(fixed))
+    return out if out.changed else None
+
+
+def _nul_free(value: Any) -> Any:
+    """A JSON value with NUL characters in its strings (keys too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_nul_free(v) for v in value]
+    if isinstance(value, dict):
+        return {_nul_free(k): _nul_free(v) for k, v in value.items()}
+    return value
 
 
 def _is_missing_table(exc: Exception) -> bool:

@@ -516,13 +516,15 @@ def test_close_on_a_dead_database_stops_the_writer_and_says_what_was_lost(
     assert "postgres@" in repr(ledger)
 
 
-@pytest.mark.parametrize("n", [3, 120])  # the multi-row INSERT and the COPY path
-def test_nul_characters_do_not_poison_a_batch(
+@pytest.mark.parametrize("n", [3, 120])  # PostgreSQL: the multi-row INSERT and the COPY path
+def test_text_the_database_cannot_store_does_not_poison_a_batch(
     db_url: str, ledgers: list[Ledger], n: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """PostgreSQL stores no NUL character in text or jsonb: a batch holding one failed on
-    every retry, and took the events recorded with it (and after it) down too. Now every
-    event is written once: SQLite keeps the NUL, PostgreSQL stores U+FFFD in its place."""
+    """A lone surrogate (no UTF-8 exists for it; ``os.fsdecode`` makes them) fails a write
+    on both databases, a NUL character on PostgreSQL (neither text nor jsonb holds one):
+    such a batch failed on every retry and took every event recorded with it, and after
+    it, down too. Now every event is written once, with U+FFFD in the bad character's
+    place (SQLite keeps a NUL), and a warning says so."""
     ledger = Ledger(db_url, handle_signals=False, flush_interval_s=3600)
     ledgers.append(ledger)
     for i in range(n):
@@ -530,24 +532,29 @@ def test_nul_characters_do_not_poison_a_batch(
     ledger.record_tool("t\x00ool", bot_id="a\x00b", duration_ms=1.0, status="error",
                        error_message="bad\x00byte", tags={"k\x00": "v\x00"},
                        metadata={"x": ["y\x00z", {"\x00": 1}]})  # fmt: skip
+    ledger.record_tool("file-\udcff", user_id="u\udc80", duration_ms=1.0,
+                       metadata={"path": "/tmp/\udce9t\udce9"})  # fmt: skip
     with caplog.at_level("WARNING", logger="agentledger.store"):
         assert ledger.flush(timeout=30)
     assert ledger.stats().write_errors == 0
     count, bots, events = db_counts(db_url)
-    assert count == n + 1
-    (odd,) = [e for e in events if e.kind == "tool"]
+    assert count == n + 2
     nul = "\ufffd" if db_url.startswith("postgresql") else "\x00"
-    assert (odd.name, odd.bot_id, odd.error_message) == (f"t{nul}ool", f"a{nul}b", f"bad{nul}byte")
+    (odd,) = [e for e in events if e.name == f"t{nul}ool"]
+    assert (odd.bot_id, odd.error_message) == (f"a{nul}b", f"bad{nul}byte")
     assert odd.tags == {f"k{nul}": f"v{nul}"}
     assert odd.metadata == {"x": [f"y{nul}z", {nul: 1}]}
+    (path,) = [e for e in events if e.name == "file-\ufffd"]
+    assert path.user_id == "u\ufffd"
+    assert path.metadata == {"path": "/tmp/\ufffdt\ufffd"}
     assert bots[f"a{nul}b"] == 1
     assert all(bots[f"bot-{i}"] == 1 for i in range(n))
-    assert ("NUL characters" in caplog.text) == db_url.startswith("postgresql")
+    assert "held text the database cannot store" in caplog.text
     store = SQLStore(db_url)
     try:  # the rollups hold the same events once
         from agentledger.query import Query
 
         assert Query(store).totals().calls == Query(store, use_rollups=False).totals().calls
-        assert Query(store).totals().calls == n + 1
+        assert Query(store).totals().calls == n + 2
     finally:
         store.close()

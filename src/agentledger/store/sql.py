@@ -239,10 +239,7 @@ class SQLStore:
             raw: Any = conn.connection.driver_connection
             numbers = _Numbers(self._user_numbers, self.dialect)
             try:
-                if self.dialect == "sqlite":
-                    inserted = _write_sqlite(raw, rows, numbers, self.maintain_rollups)
-                else:
-                    inserted, numbers = self._write_postgres(raw, rows, numbers)
+                inserted, numbers = self._write_storable(raw, rows, numbers)
                 raw.commit()
             except BaseException:
                 raw.rollback()
@@ -256,26 +253,29 @@ class SQLStore:
             self._compact_quietly()
         return inserted
 
-    def _write_postgres(
+    def _write_storable(
         self, raw: Any, rows: Sequence[tuple[Any, ...]], numbers: _Numbers
     ) -> tuple[int, _Numbers]:
-        """:func:`_write_postgres`, and again without NUL characters if they failed it:
-        PostgreSQL stores none in text or jsonb, so one such string would fail its whole
-        batch on every retry; the batch goes again with U+FFFD in their place (a wrong
-        character, not lost events). Returns the rows inserted and the user numbers."""
+        """Write ``rows`` in the open transaction; if text the database cannot store failed
+        them (a lone surrogate, which is no UTF-8; on PostgreSQL a NUL character, which
+        neither text nor jsonb holds), write them again with U+FFFD in its place: one such
+        string would otherwise fail its whole batch on every retry, and every event behind
+        it (a wrong character, not lost events). Returns the rows inserted and the user
+        numbers."""
+        write = _write_sqlite if self.dialect == "sqlite" else _write_postgres
         try:
-            return _write_postgres(raw, rows, numbers, self.maintain_rollups), numbers
+            return write(raw, rows, numbers, self.maintain_rollups), numbers
         except Exception as exc:
-            clean = _without_nul(rows) if _is_data_error(exc) else None
+            clean = _storable(rows, self.dialect) if _is_text_error(exc) else None
             if clean is None:
                 raise
         raw.rollback()
         _forget_stages(raw, self.dialect)
         numbers = _Numbers(self._user_numbers, self.dialect)  # the rolled back ones are void
-        inserted = _write_postgres(raw, clean, numbers, self.maintain_rollups)
+        inserted = write(raw, clean, numbers, self.maintain_rollups)
         log.warning(
-            "%d event(s) held NUL characters, which PostgreSQL cannot store: "
-            "written with U+FFFD in their place",
+            "%d event(s) held text the database cannot store (a lone surrogate, or a NUL "
+            "character on PostgreSQL): written with U+FFFD in its place",
             clean.changed,
         )
         return inserted, numbers
@@ -1121,10 +1121,13 @@ def _pg_params(row: tuple[Any, ...]) -> tuple[Any, ...]:
 _JSON_FIELDS: Final = (ROW_FIELDS.index("tags"), ROW_FIELDS.index("metadata"))
 
 
-def _is_data_error(exc: Exception) -> bool:
+def _is_text_error(exc: Exception) -> bool:
+    """Whether ``exc`` may come from text the database cannot store."""
+    if isinstance(exc, UnicodeEncodeError):
+        return True
     try:
         from psycopg import DataError
-    except ImportError:  # pragma: no cover - PostgreSQL without psycopg cannot get here
+    except ImportError:  # SQLite without psycopg installed
         return False
     return isinstance(exc, DataError)
 
@@ -1135,35 +1138,54 @@ class _Cleaned(list[tuple[Any, ...]]):
     changed: int = 0
 
 
-def _without_nul(rows: Sequence[tuple[Any, ...]]) -> _Cleaned | None:
-    """``rows`` with every NUL character (in a string field, or in a string of the tags'
-    or metadata's JSON) replaced by U+FFFD, or None if no row holds one."""
+def _storable(rows: Sequence[tuple[Any, ...]], dialect: str) -> _Cleaned | None:
+    """``rows`` with what the database cannot store in a string field (or in a string of
+    the tags' or metadata's JSON, keys too) replaced by U+FFFD: lone surrogates, and on
+    PostgreSQL NUL characters; None if no row holds any."""
+    nul = dialect != "sqlite"
     out = _Cleaned()
     for row in rows:
         fixed = list(row)
         for i, value in enumerate(row):
             if type(value) is not str:
                 continue
-            if i in _JSON_FIELDS and "\\u0000" in value:
-                from ..events import _ENCODER
+            if i in _JSON_FIELDS:
+                if (nul and "\\u0000" in value) or not _encodable(value):
+                    from ..events import _ENCODER
 
-                fixed[i] = _ENCODER.encode(_nul_free(json.loads(value)))
-            elif "\x00" in value:
-                fixed[i] = value.replace("\x00", "\ufffd")
+                    fixed[i] = _ENCODER.encode(_fixed_json(json.loads(value), nul))
+            else:
+                fixed[i] = _fixed_text(value, nul)
         if fixed != list(row):
             out.changed += 1
         out.append(tuple(fixed))
     return out if out.changed else None
 
 
-def _nul_free(value: Any) -> Any:
-    """A JSON value with NUL characters in its strings (keys too) replaced by U+FFFD."""
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _fixed_text(value: str, nul: bool) -> str:
+    if nul and "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    if _encodable(value):
+        return value
+    return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in value)
+
+
+def _fixed_json(value: Any, nul: bool) -> Any:
+    """A JSON value with :func:`_fixed_text` applied to its strings (keys too)."""
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        return _fixed_text(value, nul)
     if isinstance(value, list):
-        return [_nul_free(v) for v in value]
+        return [_fixed_json(v, nul) for v in value]
     if isinstance(value, dict):
-        return {_nul_free(k): _nul_free(v) for k, v in value.items()}
+        return {_fixed_json(k, nul): _fixed_json(v, nul) for k, v in value.items()}
     return value
 
 

@@ -558,3 +558,52 @@ def test_text_the_database_cannot_store_does_not_poison_a_batch(
         assert Query(store).totals().calls == n + 2
     finally:
         store.close()
+
+
+def test_billions_in_one_bucket_are_written_and_summed_exactly(
+    db_url: str, ledgers: list[Ledger]
+) -> None:
+    """Rollup money is integers below $4.6e9 per row (``rollups.capped``): a batch, a merge
+    or a compaction that sums past it moves the money into ``cost_extra``, so no write
+    overflows 64 bits (which failed the batch on every retry, and every batch behind it),
+    and a report past 2**63 nano-dollars on SQLite sums in Python. Costs in the wrong unit
+    do this: $9,999,999.12 per call, the most one event may cost."""
+    from agentledger.query import Query
+
+    start = time.time() // 86_400 * 86_400 - 86_400 + 600.0  # yesterday, 00:10 UTC
+    cost = Decimal("9999999.123456789")
+    ledger = Ledger(db_url, handle_signals=False, flush_interval_s=3600)
+    ledgers.append(ledger)
+    assert isinstance(ledger.store, SQLStore)
+    ledger.store.clock = lambda: start + 600  # that hour is open: minute rows, compacted later
+
+    def record(n: int, at: float) -> None:
+        for i in range(n):
+            ledger.record_llm("gpt-4o", 10, 5, cost_usd=cost, duration_ms=1.0, bot_id="b",
+                              user_id=f"u{i % 3}", started_at=at + i * 0.01)  # fmt: skip
+        assert ledger.flush(timeout=60)
+
+    record(1_000, start)  # one batch: $1e10 in one minute's rows
+    record(300, start + 1)  # merged into them
+    for minute in (3, 4, 5, 6):  # four minute rows below the cap: $1.2e10 in their hour
+        record(300, start + minute * 60)
+    assert ledger.stats().write_errors == 0
+    store = SQLStore(db_url)
+    try:
+        expected = 2_500 * cost
+        for query in (Query(store), Query(store, use_rollups=False)):
+            assert query.totals().cost_usd == expected
+            assert query.totals(bot_id="b").cost_usd == expected
+            assert sum(g.summary.cost_usd for g in query.breakdown("user_id")) == expected
+        store.compact()  # now: that hour and day are closed, built from the finer rows
+        assert Query(store).totals().cost_usd == expected
+        assert (
+            Query(store).totals(user_id="u0").cost_usd
+            == Query(store, use_rollups=False).totals(user_id="u0").cost_usd
+        )
+        for table in ("rollup_kinds", "rollup_users", "rollup_what"):
+            with store.engine.connect() as conn:
+                nanos = [r[0] for r in conn.exec_driver_sql(f"SELECT cost_nano FROM {table}")]
+            assert all(abs(n) < 2**62 for n in nanos), table
+    finally:
+        store.close()

@@ -39,6 +39,7 @@ from sqlalchemy import (
     type_coerce,
     union_all,
 )
+from sqlalchemy.exc import OperationalError
 
 from ._aggregates import DURATION_BOUNDS_S
 from .errors import ConfigError
@@ -119,6 +120,7 @@ class Query:
         self._dialect = store.dialect
         #: Answer from rollups where they can (False: always read the events table).
         self.use_rollups = use_rollups
+        self._exact_nano = False  # see _from_rollups
 
     @classmethod
     def open(cls, url: str) -> Query:
@@ -262,7 +264,27 @@ class Query:
                 bits[key] = bits.get(key, 0) | int.from_bytes(bytes(row[-1]), "little")
         return {key: value.bit_count() for key, value in bits.items()}
 
-    def _from_rollups(
+    def _from_rollups(self, *args: Any, **kwargs: Any) -> dict[tuple[Any, ...], list[Any]]:
+        """:meth:`_from_rollups_once`; on SQLite, whose ``sum()`` stops at 2**63, again with
+        ``cost_nano`` summed in Python if it overflowed (more than about $9.2e9 in one
+        answer: the one case that calls Python per rollup row)."""
+        try:
+            return self._from_rollups_once(*args, **kwargs)
+        except OperationalError as exc:
+            if self._dialect != "sqlite" or "integer overflow" not in str(exc):
+                raise
+        self._exact_nano = True
+        try:
+            return self._from_rollups_once(*args, **kwargs)
+        finally:
+            self._exact_nano = False
+
+    def _sum(self, column: Any, measure: str) -> Any:
+        if self._exact_nano and measure == "cost_nano":
+            return func.agentledger_isum(column)
+        return func.sum(column)
+
+    def _from_rollups_once(
         self,
         spec: str,
         dims: Sequence[str],
@@ -317,7 +339,9 @@ class Query:
         keys = [union.c[f"k{i}"] for i in range(n)]
         extra = rollups.COST + 2
         sums = [
-            self._money(union.c[f"m{i}"]) if i == extra else func.sum(union.c[f"m{i}"])
+            self._money(union.c[f"m{i}"])
+            if i == extra
+            else self._sum(union.c[f"m{i}"], rollups.MEASURES[i])
             for i in cols
         ]
         query = select(*keys, *sums).group_by(*keys) if keys else select(*sums)
@@ -489,7 +513,7 @@ class Query:
         columns = []
         for i in cols:
             m = rollups.MEASURES[i]
-            total = self._money(c[m]) if m == "cost_extra" else func.sum(c[m])
+            total = self._money(c[m]) if m == "cost_extra" else self._sum(c[m], m)
             columns.append(self._signed(total, segment.sign, m == "cost_extra").label(f"m{i}"))
         labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
         query = select(*labelled, *columns).where(and_(*rollup_where(c, segment, filters)))

@@ -70,6 +70,7 @@ __all__ = [
     "Grouped",
     "Marks",
     "Segment",
+    "capped",
     "choose",
     "compact_sql",
     "compiled",
@@ -116,7 +117,9 @@ HIST_COLUMNS: Final = tuple(f"h{i:02d}" for i in range(len(DURATION_BOUNDS_S) + 
 #: (``0 <= cost_frac < FRAC``), plus ``cost_extra``, a decimal holding only the rare costs
 #: with more than 21 decimal places (NULL otherwise). Integers sum exactly and natively in
 #: both databases: a report summing 100,000 rollup rows calls no Python per row on SQLite,
-#: and the writer adds them without an exact-decimal function call per row.
+#: and the writer adds them without an exact-decimal function call per row. A row's
+#: ``cost_nano`` stays below :data:`NANO_CAP` (~$4.6e9; beyond, its money is in
+#: ``cost_extra``, see :func:`capped`), so no write overflows 64 bits.
 MEASURES: Final = (
     "calls", "errors", "input_tokens", "output_tokens", "cache_read_tokens",
     "cache_write_tokens", "reasoning_tokens", "cost_nano", "cost_frac", "cost_extra",
@@ -127,6 +130,8 @@ HIST: Final = 12
 FRAC: Final = 10**12  # cost_frac units (1e-21 USD) per cost_nano unit (1e-9 USD)
 _FRAC_DIGITS: Final = 21
 _NANO_LIMIT: Final = 2**62  # nano-dollars that still sum without overflow (~$4.6e9)
+#: A stored rollup row's ``cost_nano`` stays below this in magnitude (see :func:`capped`).
+NANO_CAP: Final = _NANO_LIMIT
 _ZERO: Final = Decimal(0)
 #: Stored instead of NULL in key columns (a unique key cannot match NULLs); attribution and
 #: labels are never empty strings (events validation refuses them).
@@ -181,6 +186,20 @@ def split_cost(cost: Any) -> tuple[int, int, Any]:
         if -_NANO_LIMIT < nano < _NANO_LIMIT:
             return nano, frac, None
     return 0, 0, cost
+
+
+def capped(measures: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``measures`` as a stored rollup row may hold them: a ``cost_nano`` of
+    :data:`NANO_CAP` or more (in magnitude) moves, with its ``cost_frac``, into
+    ``cost_extra``, so every stored ``cost_nano`` stays below it and two of them (a row and
+    what a writer adds to it, in SQL) sum without overflowing 64 bits. Above about $4.6e9
+    in one bucket (a cost in the wrong unit, say), money is summed as decimals instead."""
+    nano = measures[COST]
+    if -NANO_CAP < nano < NANO_CAP:
+        return measures
+    moved = Decimal(nano * FRAC + measures[COST + 1]).scaleb(-_FRAC_DIGITS, EXACT)
+    extra = _add_extra(measures[COST + 2], moved)
+    return (*measures[:COST], 0, 0, extra, *measures[COST + 3 :])
 
 
 def money(nano: Any, frac: Any, extra: Any) -> Decimal:
@@ -423,7 +442,11 @@ def fold(
         ("what", [("m", what_m), ("h", what_h), ("d", what_d)]),
         ("attribution", [("h", attribution_h), ("d", attribution_d)]),
     ):  # fmt: skip
-        out[spec] = [(grain, *k, *m) for grain, table in by_grain for k, m in table.items()]
+        out[spec] = [
+            (grain, *k, *(m if -NANO_CAP < m[COST] < NANO_CAP else capped(m)))
+            for grain, table in by_grain
+            for k, m in table.items()
+        ]
     return out
 
 
@@ -505,7 +528,7 @@ def add(a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
     out[COST] += carry
     out.append(_add_extra(a[COST + 2], b[COST + 2]))
     out += [i + j for i, j in zip(a[COST + 3 :], b[COST + 3 :], strict=True)]
-    return tuple(out)
+    return capped(tuple(out))
 
 
 def _add_extra(a: Any, b: Any) -> Any:
@@ -545,18 +568,29 @@ def merge_sql(spec: str, stage: str) -> str:
 
 
 def _additions(spec: str, *, sqlite: bool) -> str:
-    """``m = table.m + excluded.m`` for every measure; money carried and added exactly."""
+    """``m = table.m + excluded.m`` for every measure; money carried and added exactly,
+    and kept :func:`capped` (both ``cost_nano`` values are below :data:`NANO_CAP`, so
+    their sum fits in 64 bits; a sum at the cap or above goes into ``cost_extra``)."""
     table = table_name(spec)
     nano, frac, extra = (f"{table}.{m}" for m in MEASURES[COST : COST + 3])
     frac_sum = f"{frac} + excluded.cost_frac"
     carry = f"({frac_sum}) / {FRAC}" if sqlite else f"div({frac_sum}, {FRAC})"
-    add = f"agentledger_dadd({extra}, excluded.cost_extra)" if sqlite else (
-        f"{extra} + excluded.cost_extra")  # fmt: skip
+    nano_sum = f"{nano} + excluded.cost_nano + {carry}"
+    frac_left = f"({frac_sum}) % {FRAC}"
+    fits = f"abs({nano_sum}) < {NANO_CAP}"
+    if sqlite:
+        extras = f"agentledger_dadd({extra}, excluded.cost_extra)"
+        moved = f"agentledger_dadd({extras}, agentledger_money({nano_sum}, {frac_left}))"
+    else:
+        extras = f"{extra} + excluded.cost_extra"
+        moved = (f"coalesce({extra}, 0) + coalesce(excluded.cost_extra, 0) "
+                 f"+ ({nano_sum})::numeric * 1e-9 + ({frac_left})::numeric * 1e-21")  # fmt: skip
     special = {
-        "cost_nano": f"{nano} + excluded.cost_nano + {carry}",
-        "cost_frac": f"({frac_sum}) % {FRAC}",
-        "cost_extra": f"CASE WHEN excluded.cost_extra IS NULL THEN {extra} "
-        f"WHEN {extra} IS NULL THEN excluded.cost_extra ELSE {add} END",
+        "cost_nano": f"CASE WHEN {fits} THEN {nano_sum} ELSE 0 END",
+        "cost_frac": f"CASE WHEN {fits} THEN {frac_left} ELSE 0 END",
+        "cost_extra": f"CASE WHEN NOT ({fits}) THEN {moved} "
+        f"WHEN excluded.cost_extra IS NULL THEN {extra} "
+        f"WHEN {extra} IS NULL THEN excluded.cost_extra ELSE {extras} END",
     }
     return ", ".join(
         f"{m} = {special.get(m, f'{table}.{m} + excluded.{m}')}" for m in measures(spec)
@@ -576,18 +610,30 @@ def compact_sql(spec: str, dialect: str) -> str:
     keys = SPECS[spec]
     sqlite = dialect == "sqlite"
     columns = ("grain", "bucket", *keys, *measures(spec))
+    # Kept capped (see capped()): a coarse cost_nano at NANO_CAP or above goes, with its
+    # cost_frac, into cost_extra. (On SQLite, sum() of the fine rows' cost_nano fails past
+    # 2**63, about $9.2e9 in one coarse bucket: compact_on then sums those in Python.)
     if sqlite:
         bucket = "bucket - bucket % :width"
-        money = (
-            f"sum(cost_nano) + sum(cost_frac) / {FRAC}", f"sum(cost_frac) % {FRAC}",
-            "agentledger_dsum(cost_extra) FILTER (WHERE cost_extra IS NOT NULL)",
-        )  # fmt: skip
+        nano_sum, frac_left = (
+            f"sum(cost_nano) + sum(cost_frac) / {FRAC}",
+            f"sum(cost_frac) % {FRAC}",
+        )
+        extras = "agentledger_dsum(cost_extra) FILTER (WHERE cost_extra IS NOT NULL)"
+        moved = f"agentledger_dadd({extras}, agentledger_money({nano_sum}, {frac_left}))"
     else:
         bucket = "date_bin(:width, bucket, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
-        money = (
-            f"sum(cost_nano) + div(sum(cost_frac), {FRAC})", f"mod(sum(cost_frac), {FRAC})",
-            "sum(cost_extra)",
-        )  # fmt: skip
+        nano_sum = f"sum(cost_nano) + div(sum(cost_frac), {FRAC})"
+        frac_left = f"mod(sum(cost_frac), {FRAC})"
+        extras = "sum(cost_extra)"
+        moved = (f"coalesce({extras}, 0) + ({nano_sum})::numeric * 1e-9 "
+                 f"+ ({frac_left})::numeric * 1e-21")  # fmt: skip
+    fits = f"abs({nano_sum}) < {NANO_CAP}"
+    money = (
+        f"CASE WHEN {fits} THEN {nano_sum} ELSE 0 END",
+        f"CASE WHEN {fits} THEN {frac_left} ELSE 0 END",
+        f"CASE WHEN {fits} THEN {extras} ELSE {moved} END",
+    )
     sums = [
         money[MEASURES.index(m) - COST] if m in MEASURES[COST : COST + 3] else f"sum({m})"
         for m in measures(spec)
@@ -611,6 +657,11 @@ def compact_sql(spec: str, dialect: str) -> str:
 def decimal_neg(a: Any) -> str | None:
     """``agentledger_dneg``: a decimal text negated exactly (SQLite; NULL stays NULL)."""
     return None if a is None else str(EXACT.minus(Decimal(str(a))))
+
+
+def decimal_money(nano: Any, frac: Any) -> str:
+    """``agentledger_money``: ``cost_nano`` and ``cost_frac`` as exact decimal text (SQLite)."""
+    return str(Decimal(int(nano or 0) * FRAC + int(frac or 0)).scaleb(-_FRAC_DIGITS, EXACT))
 
 
 def decimal_add(a: Any, b: Any) -> str:

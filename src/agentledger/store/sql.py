@@ -149,11 +149,15 @@ class SQLStore:
             cur.close()
             # SQLite has no decimal type: money is decimal text, summed exactly here.
             dbapi_conn.create_aggregate("agentledger_dsum", 1, _DecimalSum)
+            dbapi_conn.create_aggregate("agentledger_isum", 1, _IntegerSum)
             dbapi_conn.create_function(
                 "agentledger_dadd", 2, rollups.decimal_add, deterministic=True
             )
             dbapi_conn.create_function(
                 "agentledger_dneg", 1, rollups.decimal_neg, deterministic=True
+            )
+            dbapi_conn.create_function(
+                "agentledger_money", 2, rollups.decimal_money, deterministic=True
             )
 
         @event.listens_for(engine, "begin")
@@ -515,6 +519,21 @@ class SQLStore:
         self.engine.dispose()
 
 
+class _IntegerSum:
+    """``agentledger_isum(integer)``: an exact integer sum, as text past 64 bits (queries
+    use it for ``cost_nano`` only when SQLite's ``sum()`` overflows)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def step(self, value: Any) -> None:
+        if value is not None:
+            self.total += int(value)
+
+    def finalize(self) -> int | str:
+        return self.total if -(2**63) <= self.total < 2**63 else str(self.total)
+
+
 class _DecimalSum:
     """``agentledger_dsum(text)``: the exact Decimal sum of decimal-text values, as text."""
 
@@ -734,7 +753,12 @@ def compact_on(raw: Any, dialect: str, now_us: int, *, totals: bool = True) -> r
                     "hi": bounds[1]}  # fmt: skip
             for spec in rollups.SPECS:
                 if spec in specs:
-                    cur.execute(rollups.compact_sql(spec, dialect), args)
+                    try:
+                        cur.execute(rollups.compact_sql(spec, dialect), args)
+                    except Exception as exc:
+                        if dialect != "sqlite" or "integer overflow" not in str(exc):
+                            raise
+                        _compact_in_python(cur, spec, fine, coarse, lo, hi)
             _compact_members(cur, dialect, fine, coarse, lo, hi)
         day, hour = max(marks.day, due.day), max(marks.hour, due.hour)
         if totals and marks.totals < hour:
@@ -744,6 +768,39 @@ def compact_on(raw: Any, dialect: str, now_us: int, *, totals: bool = True) -> r
         return new
     finally:
         cur.close()
+
+
+def _compact_in_python(cur: Any, spec: str, fine: str, coarse: str, lo: int, hi: int) -> None:
+    """SQLite: :func:`rollups.compact_sql` in Python, for buckets whose ``cost_nano`` sum
+    passes 2**63 (about $9.2e9), where SQLite's ``sum()`` stops: the same rows, with
+    Python's integers and :func:`rollups.add`."""
+    table = rollups.table_name(spec)
+    keys = rollups.SPECS[spec]
+    columns = rollups.measures(spec)
+    width = rollups.HOUR_US if coarse == "h" else rollups.DAY_US
+    cur.execute(
+        f"SELECT bucket, {', '.join(keys)}, {', '.join(columns)} FROM {table} "
+        "WHERE grain = ? AND bucket >= ? AND bucket < ?",
+        (fine, lo, hi),
+    )
+    groups: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    for bucket, *rest in cur.fetchall():
+        key = (bucket - bucket % width, *rest[: len(keys)])
+        found = tuple(rest[len(keys) :])
+        groups[key] = found if key not in groups else rollups.add(groups[key], found)
+    extra = 2 + len(keys) + rollups.COST + 2
+    rows = []
+    for key, found in sorted(groups.items()):
+        row = (coarse, *key, *rollups.capped(found))
+        rows.append(row if row[extra] is None else (*row[:extra], str(row[extra]),
+                                                    *row[extra + 1 :]))  # fmt: skip
+    names = ("grain", "bucket", *keys, *columns)
+    cur.executemany(
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+        f"ON CONFLICT (grain, bucket, {', '.join(keys)}) DO UPDATE SET "
+        + ", ".join(f"{m} = excluded.{m}" for m in columns),
+        rows,
+    )
 
 
 def _compact_members(cur: Any, dialect: str, fine: str, coarse: str, lo: int, hi: int) -> None:

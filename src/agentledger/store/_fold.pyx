@@ -405,51 +405,21 @@ cdef int _put_timestamp(Buf *b, long long us) except -1:
 cdef long long _YEAR_10000_US = 253402300800000000
 
 
-def events_copy_text(list rows):
-    """Event rows (:data:`agentledger.events.ROW_FIELDS` order, as the store's ``write``
-    takes them) as PostgreSQL COPY text (UTF-8 bytes): every field as
-    :func:`copy_text` writes it, but a float started_at (epoch seconds) as the UTC time of
-    ``round(s * 1e6)`` µs, as :func:`agentledger.store.rollups.epoch_us` reads it (and
-    SQLite stores it). Any other started_at (a datetime, say) raises TypeError, and one
-    before 1970 or from the year 10000 on ValueError: the caller's Python path handles
-    those (and says what is wrong)."""
-    cdef Buf b
-    cdef tuple row
-    cdef Py_ssize_t i, n
-    cdef object value
+cdef int _put_started(Buf *b, object value) except -1:
+    """A float start (epoch seconds) as the UTC time of its ``round(s * 1e6)`` µs."""
     cdef double us
-    b.n = 0
-    b.cap = 65536
-    b.data = <char*>malloc(b.cap)
-    if b.data is NULL:
-        raise MemoryError()
-    try:
-        for row in rows:
-            n = len(row)
-            for i in range(n):
-                if i:
-                    _put(&b, "\t", 1)
-                value = row[i]
-                if i == 4:
-                    if not PyFloat_CheckExact(value):
-                        raise TypeError(f"started_at is not a float: {value!r}")
-                    us = PyFloat_AS_DOUBLE(value) * 1e6
-                    if not 0.0 <= us < <double>_YEAR_10000_US:  # NaN fails both
-                        raise ValueError(f"started_at out of range: {value!r}")
-                    _put_timestamp(&b, <long long>rint(us))
-                else:
-                    _put_value(&b, value)
-            _put(&b, "\n", 1)
-        return PyBytes_FromStringAndSize(b.data, b.n)
-    finally:
-        free(b.data)
+    if not PyFloat_CheckExact(value):
+        raise TypeError(f"started_at is not a float: {value!r}")
+    us = PyFloat_AS_DOUBLE(value) * 1e6
+    if not 0.0 <= us < <double>_YEAR_10000_US:  # NaN fails both
+        raise ValueError(f"started_at out of range: {value!r}")
+    return _put_timestamp(b, <long long>rint(us))
 
 
-def copy_text(list rows, int n_keys, object bucket_text):
-    """Rollup rows ``(grain, bucket, *keys, *measures)`` as PostgreSQL COPY text (UTF-8
-    bytes), as :func:`agentledger.store.sql._copy_text` writes them: the bucket as
-    ``bucket_text(bucket)`` (once per bucket), every other field as :func:`_put_value`
-    writes it."""
+cdef bytes _rows_text(list rows, Py_ssize_t special, object bucket_text):
+    """``rows`` as COPY text: field ``special`` as a rollup bucket (1: through
+    ``bucket_text``, once per bucket) or an event's start (4), every other one as
+    :func:`_put_value` writes it."""
     cdef Buf b
     cdef dict buckets = {}
     cdef tuple row
@@ -467,14 +437,35 @@ def copy_text(list rows, int n_keys, object bucket_text):
                 if i:
                     _put(&b, "\t", 1)
                 value = row[i]
-                if i == 1:
+                if i != special:
+                    _put_value(&b, value)
+                elif special == 4:
+                    _put_started(&b, value)
+                else:
                     text = buckets.get(value)
                     if text is None:
                         text = buckets[value] = bucket_text(value)
                     _put_text(&b, text)
-                else:
-                    _put_value(&b, value)
             _put(&b, "\n", 1)
         return PyBytes_FromStringAndSize(b.data, b.n)
     finally:
         free(b.data)
+
+
+def events_copy_text(list rows):
+    """Event rows (:data:`agentledger.events.ROW_FIELDS` order, as the store's ``write``
+    takes them) as PostgreSQL COPY text (UTF-8 bytes): every field as
+    :func:`copy_text` writes it, but a float started_at (epoch seconds) as the UTC time of
+    ``round(s * 1e6)`` µs, as :func:`agentledger.store.rollups.epoch_us` reads it (and
+    SQLite stores it). Any other started_at (a datetime, say) raises TypeError, and one
+    before 1970 or from the year 10000 on ValueError: the caller's Python path handles
+    those (and says what is wrong)."""
+    return _rows_text(rows, 4, None)
+
+
+def copy_text(list rows, int n_keys, object bucket_text):
+    """Rollup rows ``(grain, bucket, *keys, *measures)`` as PostgreSQL COPY text (UTF-8
+    bytes), as :func:`agentledger.store.sql._copy_text` writes them: the bucket as
+    ``bucket_text(bucket)`` (once per bucket), every other field as :func:`_put_value`
+    writes it."""
+    return _rows_text(rows, 1, bucket_text)

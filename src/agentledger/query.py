@@ -45,7 +45,7 @@ from ._aggregates import DURATION_BOUNDS_S
 from .errors import ConfigError
 from .store import rollups
 from .store.schema import events, from_epoch_us, rollup_tables, to_epoch_us
-from .store.sql import SQLStore
+from .store.sql import SQLStore, sum_overflowed
 
 __all__ = ["BREAKDOWN_DIMENSIONS", "Group", "Query", "Summary", "days_ago"]
 
@@ -120,7 +120,6 @@ class Query:
         self._dialect = store.dialect
         #: Answer from rollups where they can (False: always read the events table).
         self.use_rollups = use_rollups
-        self._exact_nano = False  # see _from_rollups
 
     @classmethod
     def open(cls, url: str) -> Query:
@@ -271,16 +270,13 @@ class Query:
         try:
             return self._from_rollups_once(*args, **kwargs)
         except OperationalError as exc:
-            if self._dialect != "sqlite" or "integer overflow" not in str(exc):
+            if not sum_overflowed(exc, self._dialect):
                 raise
-        self._exact_nano = True
-        try:
-            return self._from_rollups_once(*args, **kwargs)
-        finally:
-            self._exact_nano = False
+        return self._from_rollups_once(*args, **kwargs, exact_nano=True)
 
-    def _sum(self, column: Any, measure: str) -> Any:
-        if self._exact_nano and measure == "cost_nano":
+    @staticmethod
+    def _sum(column: Any, measure: str, exact_nano: bool) -> Any:
+        if exact_nano and measure == "cost_nano":
             return func.agentledger_isum(column)
         return func.sum(column)
 
@@ -296,6 +292,7 @@ class Query:
         histogram: bool = False,
         wanted: frozenset[int] = _ALL,
         marks: rollups.Marks | None = None,
+        exact_nano: bool = False,
     ) -> dict[tuple[Any, ...], list[Any]]:
         """Measures (rollups.MEASURES order) per ``(bucket?, *dims)``, exact for any range.
 
@@ -331,7 +328,9 @@ class Query:
             elif segment.source == "c":
                 parts += self._totals_parts(dims, segment, filters, cols)
             else:
-                parts.append(self._rollup_part(spec, dims, segment, filters, series, cols))
+                parts.append(
+                    self._rollup_part(spec, dims, segment, filters, series, cols, exact_nano)
+                )
         # One statement: the database sums the pieces (rollup rows and edge events), so
         # only one row per answer key comes back to Python, however long the range.
         union = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
@@ -341,7 +340,7 @@ class Query:
         sums = [
             self._money(union.c[f"m{i}"])
             if i == extra
-            else self._sum(union.c[f"m{i}"], rollups.MEASURES[i])
+            else self._sum(union.c[f"m{i}"], rollups.MEASURES[i], exact_nano)
             for i in cols
         ]
         query = select(*keys, *sums).group_by(*keys) if keys else select(*sums)
@@ -506,6 +505,7 @@ class Query:
         filters: dict[str, Any],
         series: str | None,
         cols: Sequence[int],
+        exact_nano: bool = False,
     ) -> Select[Any]:
         c = rollup_tables[spec].c
         keys: list[Any] = [] if series is None else [self._series_expr(c.bucket, series)]
@@ -513,7 +513,7 @@ class Query:
         columns = []
         for i in cols:
             m = rollups.MEASURES[i]
-            total = self._money(c[m]) if m == "cost_extra" else self._sum(c[m], m)
+            total = self._money(c[m]) if m == "cost_extra" else self._sum(c[m], m, exact_nano)
             columns.append(self._signed(total, segment.sign, m == "cost_extra").label(f"m{i}"))
         labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
         query = select(*labelled, *columns).where(and_(*rollup_where(c, segment, filters)))

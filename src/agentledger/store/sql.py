@@ -756,7 +756,7 @@ def compact_on(raw: Any, dialect: str, now_us: int, *, totals: bool = True) -> r
                     try:
                         cur.execute(rollups.compact_sql(spec, dialect), args)
                     except Exception as exc:
-                        if dialect != "sqlite" or "integer overflow" not in str(exc):
+                        if not sum_overflowed(exc, dialect):
                             raise
                         _compact_in_python(cur, spec, fine, coarse, lo, hi)
             _compact_members(cur, dialect, fine, coarse, lo, hi)
@@ -768,6 +768,12 @@ def compact_on(raw: Any, dialect: str, now_us: int, *, totals: bool = True) -> r
         return new
     finally:
         cur.close()
+
+
+def sum_overflowed(exc: Exception, dialect: str) -> bool:
+    """Whether ``exc`` is SQLite's ``sum()`` passing 2**63 (money sums then go to Python:
+    see :func:`_compact_in_python` and the query module)."""
+    return dialect == "sqlite" and "integer overflow" in str(exc)
 
 
 def _compact_in_python(cur: Any, spec: str, fine: str, coarse: str, lo: int, hi: int) -> None:

@@ -197,9 +197,13 @@ def capped(measures: tuple[Any, ...]) -> tuple[Any, ...]:
     nano = measures[COST]
     if -NANO_CAP < nano < NANO_CAP:
         return measures
-    moved = Decimal(nano * FRAC + measures[COST + 1]).scaleb(-_FRAC_DIGITS, EXACT)
-    extra = _add_extra(measures[COST + 2], moved)
+    extra = _add_extra(measures[COST + 2], _nano_money(nano, measures[COST + 1]))
     return (*measures[:COST], 0, 0, extra, *measures[COST + 3 :])
+
+
+def _nano_money(nano: int, frac: int) -> Decimal:
+    """``cost_nano`` and ``cost_frac`` as one exact Decimal."""
+    return Decimal(nano * FRAC + frac).scaleb(-_FRAC_DIGITS, EXACT)
 
 
 def money(nano: Any, frac: Any, extra: Any) -> Decimal:
@@ -575,25 +579,31 @@ def _additions(spec: str, *, sqlite: bool) -> str:
     nano, frac, extra = (f"{table}.{m}" for m in MEASURES[COST : COST + 3])
     frac_sum = f"{frac} + excluded.cost_frac"
     carry = f"({frac_sum}) / {FRAC}" if sqlite else f"div({frac_sum}, {FRAC})"
-    nano_sum = f"{nano} + excluded.cost_nano + {carry}"
-    frac_left = f"({frac_sum}) % {FRAC}"
-    fits = f"abs({nano_sum}) < {NANO_CAP}"
-    if sqlite:
-        extras = f"agentledger_dadd({extra}, excluded.cost_extra)"
-        moved = f"agentledger_dadd({extras}, agentledger_money({nano_sum}, {frac_left}))"
-    else:
-        extras = f"{extra} + excluded.cost_extra"
-        moved = (f"coalesce({extra}, 0) + coalesce(excluded.cost_extra, 0) "
-                 f"+ ({nano_sum})::numeric * 1e-9 + ({frac_left})::numeric * 1e-21")  # fmt: skip
-    special = {
-        "cost_nano": f"CASE WHEN {fits} THEN {nano_sum} ELSE 0 END",
-        "cost_frac": f"CASE WHEN {fits} THEN {frac_left} ELSE 0 END",
-        "cost_extra": f"CASE WHEN NOT ({fits}) THEN {moved} "
-        f"WHEN excluded.cost_extra IS NULL THEN {extra} "
-        f"WHEN {extra} IS NULL THEN excluded.cost_extra ELSE {extras} END",
-    }
+    extras = f"agentledger_dadd({extra}, excluded.cost_extra)" if sqlite else (
+        f"{extra} + excluded.cost_extra")  # fmt: skip
+    added = (f"CASE WHEN excluded.cost_extra IS NULL THEN {extra} "
+             f"WHEN {extra} IS NULL THEN excluded.cost_extra ELSE {extras} END")  # fmt: skip
+    money = _capped_sql(f"{nano} + excluded.cost_nano + {carry}", f"({frac_sum}) % {FRAC}",
+                        added, sqlite=sqlite)  # fmt: skip
+    special = dict(zip(MEASURES[COST : COST + 3], money, strict=True))
     return ", ".join(
         f"{m} = {special.get(m, f'{table}.{m} + excluded.{m}')}" for m in measures(spec)
+    )
+
+
+def _capped_sql(nano: str, frac: str, extra: str, *, sqlite: bool) -> tuple[str, str, str]:
+    """SQL for a row's ``cost_nano``, ``cost_frac`` and ``cost_extra`` from the expressions
+    of their sums, :func:`capped`: a ``nano`` of :data:`NANO_CAP` or more (in magnitude)
+    moves, with ``frac``, into ``extra`` (NULL: none)."""
+    fits = f"abs({nano}) < {NANO_CAP}"
+    if sqlite:
+        moved = f"agentledger_dadd({extra}, agentledger_money({nano}, {frac}))"
+    else:
+        moved = f"coalesce({extra}, 0) + ({nano})::numeric * 1e-9 + ({frac})::numeric * 1e-21"
+    return (
+        f"CASE WHEN {fits} THEN {nano} ELSE 0 END",
+        f"CASE WHEN {fits} THEN {frac} ELSE 0 END",
+        f"CASE WHEN {fits} THEN {extra} ELSE {moved} END",
     )
 
 
@@ -615,25 +625,16 @@ def compact_sql(spec: str, dialect: str) -> str:
     # 2**63, about $9.2e9 in one coarse bucket: compact_on then sums those in Python.)
     if sqlite:
         bucket = "bucket - bucket % :width"
-        nano_sum, frac_left = (
-            f"sum(cost_nano) + sum(cost_frac) / {FRAC}",
-            f"sum(cost_frac) % {FRAC}",
-        )
-        extras = "agentledger_dsum(cost_extra) FILTER (WHERE cost_extra IS NOT NULL)"
-        moved = f"agentledger_dadd({extras}, agentledger_money({nano_sum}, {frac_left}))"
+        money = _capped_sql(
+            f"sum(cost_nano) + sum(cost_frac) / {FRAC}", f"sum(cost_frac) % {FRAC}",
+            "agentledger_dsum(cost_extra) FILTER (WHERE cost_extra IS NOT NULL)", sqlite=True,
+        )  # fmt: skip
     else:
         bucket = "date_bin(:width, bucket, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
-        nano_sum = f"sum(cost_nano) + div(sum(cost_frac), {FRAC})"
-        frac_left = f"mod(sum(cost_frac), {FRAC})"
-        extras = "sum(cost_extra)"
-        moved = (f"coalesce({extras}, 0) + ({nano_sum})::numeric * 1e-9 "
-                 f"+ ({frac_left})::numeric * 1e-21")  # fmt: skip
-    fits = f"abs({nano_sum}) < {NANO_CAP}"
-    money = (
-        f"CASE WHEN {fits} THEN {nano_sum} ELSE 0 END",
-        f"CASE WHEN {fits} THEN {frac_left} ELSE 0 END",
-        f"CASE WHEN {fits} THEN {extras} ELSE {moved} END",
-    )
+        money = _capped_sql(
+            f"sum(cost_nano) + div(sum(cost_frac), {FRAC})", f"mod(sum(cost_frac), {FRAC})",
+            "sum(cost_extra)", sqlite=False,
+        )  # fmt: skip
     sums = [
         money[MEASURES.index(m) - COST] if m in MEASURES[COST : COST + 3] else f"sum({m})"
         for m in measures(spec)
@@ -661,7 +662,7 @@ def decimal_neg(a: Any) -> str | None:
 
 def decimal_money(nano: Any, frac: Any) -> str:
     """``agentledger_money``: ``cost_nano`` and ``cost_frac`` as exact decimal text (SQLite)."""
-    return str(Decimal(int(nano or 0) * FRAC + int(frac or 0)).scaleb(-_FRAC_DIGITS, EXACT))
+    return str(_nano_money(int(nano or 0), int(frac or 0)))
 
 
 def decimal_add(a: Any, b: Any) -> str:

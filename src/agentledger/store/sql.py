@@ -601,10 +601,7 @@ def _upsert_rollups(
             continue
         if dialect == "sqlite":  # one writer at a time: no lock order to keep
             extra = 2 + len(rollups.SPECS[spec]) + rollups.COST + 2
-            for i, r in enumerate(rows):
-                if r[extra] is not None:  # decimal text on SQLite
-                    rows[i] = (*r[:extra], str(r[extra]), *r[extra + 1 :])
-            cur.executemany(rollups.upsert_sql(spec), rows)
+            cur.executemany(rollups.upsert_sql(spec), [_extra_as_text(r, extra) for r in rows])
             continue
         # PostgreSQL: COPY into a temporary table, then one INSERT .. SELECT .. ON CONFLICT
         # merge in key order, so concurrent writers lock rollup rows in one order (psycopg
@@ -795,11 +792,10 @@ def _compact_in_python(cur: Any, spec: str, fine: str, coarse: str, lo: int, hi:
         found = tuple(rest[len(keys) :])
         groups[key] = found if key not in groups else rollups.add(groups[key], found)
     extra = 2 + len(keys) + rollups.COST + 2
-    rows = []
-    for key, found in sorted(groups.items()):
-        row = (coarse, *key, *rollups.capped(found))
-        rows.append(row if row[extra] is None else (*row[:extra], str(row[extra]),
-                                                    *row[extra + 1 :]))  # fmt: skip
+    rows = [
+        _extra_as_text((coarse, *key, *rollups.capped(found)), extra)
+        for key, found in sorted(groups.items())
+    ]
     names = ("grain", "bucket", *keys, *columns)
     cur.executemany(
         f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
@@ -807,6 +803,13 @@ def _compact_in_python(cur: Any, spec: str, fine: str, coarse: str, lo: int, hi:
         + ", ".join(f"{m} = excluded.{m}" for m in columns),
         rows,
     )
+
+
+def _extra_as_text(row: tuple[Any, ...], at: int) -> tuple[Any, ...]:
+    """SQLite: ``row`` with its ``cost_extra`` (at ``at``) as decimal text (NULL stays)."""
+    if row[at] is None:
+        return row
+    return (*row[:at], str(row[at]), *row[at + 1 :])
 
 
 def _compact_members(cur: Any, dialect: str, fine: str, coarse: str, lo: int, hi: int) -> None:
@@ -902,11 +905,8 @@ def _build_user_totals(
                 before = running.get((user, kind))
                 total = tuple(measures) if before is None else rollups.add(before, tuple(measures))
                 running[(user, kind)] = total
-                if sqlite and total[extra] is not None:  # decimal text on SQLite
-                    rows.append((user, kind, bucket, *total[:extra], str(total[extra]),
-                                 *total[extra + 1 :]))  # fmt: skip
-                else:
-                    rows.append((user, kind, bucket, *total))
+                row = (user, kind, bucket, *total)
+                rows.append(_extra_as_text(row, 3 + extra) if sqlite else row)
             # A row already at a (pair, hour) of [lo, hi) is an older build's (the mark
             # moved back for late events): replaced. None lies beyond: rows are built up
             # to the mark only.
@@ -945,7 +945,7 @@ def rebuild_rollups_on(raw: Any, dialect: str, *, chunk: int = 50_000) -> int:
             reader.execute(f"SELECT {columns} FROM events")
             while batch := reader.fetchmany(chunk):
                 if dialect != "sqlite":
-                    batch = [_pg_fold_row(r) for r in batch]
+                    batch = [rollups.store_ready(r) for r in batch]
                 _upsert_rollups(cur, batch, dialect, numbers, again=total > 0)
                 total += len(batch)
         finally:
@@ -1085,12 +1085,6 @@ def _values(rows: int, columns: int, mark: str) -> str:
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-def _pg_fold_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    from .schema import to_epoch_us
-
-    return (*row[:4], to_epoch_us(row[4]), *row[5:])
 
 
 def _sqlite_params(row: tuple[Any, ...]) -> tuple[Any, ...]:

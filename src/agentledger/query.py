@@ -309,13 +309,14 @@ class Query:
         minutely = spec in rollups.MINUTELY
         marks = self.store.marks() if marks is None else marks
         segments = None
+        lazy = spec == "users" and self._dialect in rollups.LAZY_USERS
         if spec == "users" and series is None:
-            segments = rollups.plan_totals(lo, hi, marks)
+            segments = rollups.plan_totals(lo, hi, marks, lazy=lazy)
         if segments is None:
             plan = rollups.plan(lo, hi, finest=finest, minutes=minutely)
-            segments = rollups.refine(plan, marks, minutely)
+            segments = rollups.refine(plan, marks, minutely, lazy=lazy)
         if not minutely:
-            segments = self._cheaper_edges(segments)
+            segments = self._cheaper_edges(segments, marks.hour if lazy else None)
         # Only the measures asked for travel through the pieces and the sums (the rest
         # are zeros in the answer): the users report sums 4 columns per row, not 12.
         cols = sorted(wanted)
@@ -355,14 +356,18 @@ class Query:
             out[key] = read(row)
         return out
 
-    def _cheaper_edges(self, segments: list[rollups.Segment]) -> list[rollups.Segment]:
+    def _cheaper_edges(
+        self, segments: list[rollups.Segment], built_below: int | None = None
+    ) -> list[rollups.Segment]:
         """Each partial hour of events read from whichever side holds fewer events: its own,
         or the hour's row less the rest of the hour (see :func:`rollups.flip`). Counting
-        is an index range scan of one hour; a report ending now then reads no events."""
+        is an index range scan of one hour; a report ending now then reads no events.
+        ``built_below``: hour rows are built only for the hours before it (lazy rollups);
+        the others have no row to flip to."""
         out: list[rollups.Segment] = []
         for segment in segments:
             hour = rollups.inside_one_hour(segment)
-            if hour is None:
+            if hour is None or (built_below is not None and hour >= built_below):
                 out.append(segment)
                 continue
             assert segment.lo is not None

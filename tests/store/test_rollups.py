@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -660,3 +661,96 @@ def test_postgresql_rollup_tables_leave_room_for_updates_in_place(pg_url: str) -
         assert fillfactors(store) == found
     finally:
         store.close()
+
+
+def _users_rows(store: SQLStore, grain: str = "h") -> dict[tuple[object, ...], tuple[object, ...]]:
+    """``rollup_users`` rows of ``grain``: (bucket µs, user, kind) -> their measures."""
+    table = rollup_tables["users"]
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(table).where(table.c.grain == grain)).all()
+    return {
+        (to_epoch_us(r.bucket), r.user_id, r.kind): tuple(
+            round(v, 6) if isinstance(v, float) else v for v in r[4:]
+        )
+        for r in rows
+    }
+
+
+def test_users_hour_rows_of_open_hours_come_from_compaction_on_postgresql(db_url: str) -> None:
+    """PostgreSQL writers leave the ``users`` rows of the hours not compacted yet to the
+    compaction that closes them (late events still go in at once); the rows it builds
+    from the events equal the writer's fold, money of every kind included. SQLite writers
+    keep them all. Answers by user are exact either way."""
+    hour0 = to_epoch_us(datetime(2026, 3, 2, 10, tzinfo=UTC))
+    store = SQLStore(db_url)
+    now = [hour0 + HOUR_US + 20 * 60_000_000]  # 11:20: the 10:00 hour is closed
+    store.clock = lambda: now[0] / 1e6
+    store.compact()
+    odd = [("0.1", "u1"), ("0.000000000000000000000001", "u1"), (None, "u2"),
+           ("0.25", None), ("123.456", "u2"), ("0", "u3")]  # fmt: skip
+    late = [_event_row(hour0 + 60_000_000 * i, cost, user) for i, (cost, user) in enumerate(odd)]
+    live = [_event_row(hour0 + HOUR_US + 60_000_000 * i, cost, user)
+            for i, (cost, user) in enumerate(odd)]  # fmt: skip
+    fresh = [_event_row(hour0 + HOUR_US + 60_000_000 * i, "0.5", f"u{i}") for i in range(3)]
+    errors = [(*r[:24], "error", "E", "boom", None) for r in fresh[:2]]
+    unpriced = [(*r[:21], None, "unpriced", *r[23:]) for r in fresh[2:]]
+    assert store.write(late + live + errors + unpriced) == 15
+    lazy = store.dialect in rollups.LAZY_USERS
+    assert (store.dialect == "postgresql") == lazy
+    hours = {key[0] for key in _users_rows(store)}
+    assert hours == ({hour0} if lazy else {hour0, hour0 + HOUR_US})
+    raw, query = Query(store, use_rollups=False), Query(store)
+    for since in (None, from_epoch_us(hour0 + 30 * 60_000_000)):
+        for user in ("u1", "u2", None):
+            assert query.totals(user_id=user, since=since) == raw.totals(user_id=user, since=since)
+        assert query.breakdown(("user_id", "kind"), since=since) == raw.breakdown(
+            ("user_id", "kind"), since=since
+        )
+    now[0] += HOUR_US  # 12:20: the 11:00 hour closes
+    store.compact()
+    built = _users_rows(store)
+    assert {key[0] for key in built} == {hour0, hour0 + HOUR_US}
+    store.rebuild_rollups()  # the writer's fold of every event
+    assert _users_rows(store) == built
+    assert query.breakdown("user_id") == raw.breakdown("user_id")
+    store.close()
+
+
+def test_refine_reads_lazy_hour_rows_from_events_after_the_hour_mark() -> None:
+    day0 = 20_000 * DAY_US
+    marks = rollups.Marks(hour=day0 + DAY_US + 5 * HOUR_US, day=day0 + DAY_US)
+    segments = plan(day0 - 3 * HOUR_US, day0 + DAY_US + 7 * HOUR_US)
+    assert rollups.refine(segments, marks, minutely=False, lazy=True) == [
+        Segment("h", day0 - 3 * HOUR_US, day0),
+        Segment("d", day0, day0 + DAY_US),
+        Segment("h", day0 + DAY_US, day0 + DAY_US + 5 * HOUR_US),
+        Segment("events", day0 + DAY_US + 5 * HOUR_US, day0 + DAY_US + 7 * HOUR_US),
+    ]
+    assert rollups.refine([Segment("d", None, None)], marks, False, lazy=True) == [
+        Segment("d", None, day0 + DAY_US),
+        Segment("h", day0 + DAY_US, day0 + DAY_US + 5 * HOUR_US),
+        Segment("events", day0 + DAY_US + 5 * HOUR_US, None),
+    ]
+    tail = rollups.plan_totals(day0 - 2 * DAY_US, None, marks._replace(totals=marks.hour),
+                               lazy=True)  # fmt: skip
+    assert tail is not None
+    after = [s for s in tail if s.source != "c"]
+    assert {s.source for s in after} == {"events"}
+    assert (after[0].lo, after[-1].hi) == (marks.hour, None)
+    assert all(a.hi == b.lo for a, b in itertools.pairwise(after))
+
+
+def test_prune_on_postgresql_keeps_the_events_of_hours_not_compacted(pg_url: str) -> None:
+    """Their ``users`` rows are built from them when their hour closes."""
+    hour0 = to_epoch_us(datetime(2026, 3, 2, 10, tzinfo=UTC))
+    store = SQLStore(pg_url)
+    store.clock = lambda: (hour0 + HOUR_US + 60_000_000) / 1e6  # 11:01
+    rows = [_event_row(hour0 + HOUR_US * i // 2, "0.5", f"u{i}") for i in range(3)]
+    assert store.write(rows) == 3  # 10:00, 10:30, 11:00
+    assert store.prune(datetime(2026, 3, 3, tzinfo=UTC)) == 2  # the 11:00 event stays
+    assert store.count() == 1
+    store.clock = lambda: (hour0 + 2 * HOUR_US + 60_000_000) / 1e6
+    store.compact()
+    assert sorted(k[1] for k in _users_rows(store)) == ["u0", "u1", "u2"]
+    assert Query(store).totals(user_id="u2").calls == 1
+    store.close()

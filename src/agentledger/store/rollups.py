@@ -65,6 +65,7 @@ __all__ = [
     "COMPILED",
     "EXACT",
     "HIST_COLUMNS",
+    "LAZY_USERS",
     "MEASURES",
     "SPECS",
     "Grouped",
@@ -85,6 +86,7 @@ __all__ = [
     "refine",
     "split_cost",
     "store_ready",
+    "users_from_events_sql",
 ]
 
 MINUTE_US: Final = 60_000_000
@@ -107,6 +109,16 @@ SPECS: Final[dict[str, tuple[str, ...]]] = {
 #: size). The attribution rollups would add 2.3 rows per event (+48 %), so their edges read
 #: the events of the partial hours instead.
 MINUTELY: Final = frozenset(("kinds", "what"))
+#: Databases whose writers leave the ``users`` hour rows of the open hours to compaction,
+#: which builds each hour's rows from its events in one ``GROUP BY`` when it closes
+#: (:func:`users_from_events_sql`); until then readers take those hours from the events
+#: (by the user index, or the time index: at most the hours since the last compaction).
+#: On PostgreSQL ``users`` has the most rows per batch of any rollup (a row per active user
+#: and kind: 0.44 per event in batches of 5,000 of the benchmark's mix, about one per event
+#: in the small batches of a writer flushing every second), each an ``ON CONFLICT`` update
+#: costing ~8 µs of server CPU; the hour's ``GROUP BY`` costs ~1.4 µs per event, whatever
+#: the batches. SQLite's upserts are cheap: its writers keep every ``users`` row.
+LAZY_USERS: Final = frozenset(("postgresql",))
 #: Rollups without a latency histogram: ``users`` has a row per active user and hour, the
 #: most rows per event of any rollup, and percentiles per user are rare questions, so
 #: they read the events (by the user index). Every other rollup keeps the histogram.
@@ -417,14 +429,19 @@ def group_py(rows: Iterable[tuple[Any, ...]]) -> Grouped:
 
 
 def fold(
-    rows: Iterable[tuple[Any, ...]] | Grouped, marks: Marks | None = None
+    rows: Iterable[tuple[Any, ...]] | Grouped,
+    marks: Marks | None = None,
+    *,
+    lazy_users: bool = False,
 ) -> dict[str, list[tuple[Any, ...]]]:
     """Rollup rows (one list per spec) for ``rows`` (store-ready: started_at in epoch µs,
     or already :func:`group`-ed).
 
     Each output row is ``(grain, bucket_us, *key, *measures)`` (:data:`MEASURES` order).
     With ``marks``, coarse rows only for buckets below them (the rest is left to
-    compaction); without, every grain.
+    compaction); without, every grain. With ``lazy_users`` (see :data:`LAZY_USERS`) and
+    ``marks``, ``users`` hour rows too only for the hours below ``marks.hour`` (late
+    events): compaction builds the others from the events when their hour closes.
     Events are grouped three ways only, at their finest grain (:func:`group`): ``what``
     per minute, ``attribution`` and ``users`` per hour; every other rollup and grain is
     merged from those groups (``kinds`` from ``what``; ``bots`` and ``tenants`` from
@@ -435,6 +452,8 @@ def fold(
     what_h = _merged(what_m, lambda k: (k[0] - k[0] % HOUR_US, *k[1:]), hour_mark)
     what_d = _merged(what_h, _to_day, day_mark)
     attribution_d = _merged(attribution_h, _to_day, day_mark)
+    if lazy_users and hour_mark is not None:
+        users_h = {k: m for k, m in users_h.items() if k[0] < hour_mark}
     out: dict[str, list[tuple[Any, ...]]] = {}
     for spec, by_grain in (
         ("kinds", [("m", _merged(what_m, _kinds)), ("h", _merged(what_h, _kinds)),
@@ -655,6 +674,40 @@ def compact_sql(spec: str, dialect: str) -> str:
     return sql.replace("date_bin(%(width)s", "date_bin(%(width)s::interval")
 
 
+def users_from_events_sql() -> str:
+    """PostgreSQL: the ``users`` hour rows of every hour in ``[%(lo)s, %(hi)s)``
+    (timestamptz bounds, hour-aligned) computed from the events, replacing any row there.
+
+    The same figures the writer's fold gives (:func:`group`): costs with at most 21 decimal
+    places summed exactly and split into ``cost_nano`` and ``cost_frac``, the others
+    summed into ``cost_extra`` (an event's cost is at most ``MAX_COST_USD``, far below
+    :data:`NANO_CAP`); then :func:`capped`. Hash-grouped (the hour's rows are new to the planner's statistics,
+    whose guess of a few rows would sort them by user id instead)."""
+    keys = ("grain", "bucket", *SPECS["users"])
+    columns = (*keys, *measures("users"))
+    normal = f"scale(cost_usd) <= {_FRAC_DIGITS}"
+    nano = "floor(coalesce(s, 0) * 1e9)::bigint"
+    frac = "(coalesce(s, 0) * 1e21 - floor(coalesce(s, 0) * 1e9) * 1e12)::bigint"
+    money = _capped_sql(nano, frac, "x", sqlite=False)
+    replace = ", ".join(f"{m} = excluded.{m}" for m in measures("users"))
+    return (
+        f"INSERT INTO rollup_users ({', '.join(columns)}) "
+        f"SELECT 'h', hour, user_id, kind, calls, errors, i, o, cr, cw, r, "
+        f"{', '.join(money)}, unpriced, d FROM ("
+        "SELECT date_bin('1 hour', started_at, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS hour, "
+        f"coalesce(user_id, '{NONE}') AS user_id, kind, count(*) AS calls, "
+        "count(*) FILTER (WHERE status = 'error') AS errors, sum(input_tokens) AS i, "
+        "sum(output_tokens) AS o, sum(cache_read_tokens) AS cr, "
+        "sum(cache_write_tokens) AS cw, sum(reasoning_tokens) AS r, "
+        f"sum(cost_usd) FILTER (WHERE {normal}) AS s, "
+        f"sum(cost_usd) FILTER (WHERE NOT ({normal})) AS x, "
+        "count(*) FILTER (WHERE cost_source = 'unpriced') AS unpriced, sum(duration_ms) AS d "
+        "FROM events WHERE started_at >= %(lo)s AND started_at < %(hi)s GROUP BY 1, 2, 3"
+        ") AS hours "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {replace}"
+    )
+
+
 def decimal_neg(a: Any) -> str | None:
     """``agentledger_dneg``: a decimal text negated exactly (SQLite; NULL stays NULL)."""
     return None if a is None else str(EXACT.minus(Decimal(str(a))))
@@ -735,12 +788,15 @@ def _edge(lo: int | None, hi: int | None, minutes: bool) -> list[Segment]:
     return out
 
 
-def refine(segments: Iterable[Segment], marks: Marks | None, minutely: bool) -> list[Segment]:
+def refine(
+    segments: Iterable[Segment], marks: Marks | None, minutely: bool, *, lazy: bool = False
+) -> list[Segment]:
     """``segments`` with every coarse piece at or after ``marks`` read at a finer grain.
 
     Days from ``marks.day`` on become hours; for a ``minutely`` rollup, hours from
-    ``marks.hour`` on become minutes (its finest grain). ``None`` marks: every grain is
-    complete (a store written without compaction).
+    ``marks.hour`` on become minutes (its finest grain), and for a ``lazy`` one (hour rows
+    built when their hour is compacted, see :data:`LAZY_USERS`), events. ``None`` marks:
+    every grain is complete (a store written without compaction).
     """
     if marks is None:
         return list(segments)
@@ -749,6 +805,8 @@ def refine(segments: Iterable[Segment], marks: Marks | None, minutely: bool) -> 
         for piece in _split(segment, marks.day, "h") if segment.source == "d" else [segment]:
             if minutely and piece.source == "h":
                 pieces += _split(piece, marks.hour, "m")
+            elif lazy and piece.source == "h":
+                pieces += _split(piece, marks.hour, "events")
             else:
                 pieces.append(piece)
     out: list[Segment] = []
@@ -767,7 +825,9 @@ def refine(segments: Iterable[Segment], marks: Marks | None, minutely: bool) -> 
 TOTALS_MIN_DAYS: Final = 1
 
 
-def plan_totals(lo: int | None, hi: int | None, marks: Marks) -> list[Segment] | None:
+def plan_totals(
+    lo: int | None, hi: int | None, marks: Marks, *, lazy: bool = False
+) -> list[Segment] | None:
     """Plan a ``users`` question (no time series) around the running user totals, or None
     when they would not help (a short range, or totals not built yet).
 
@@ -777,7 +837,8 @@ def plan_totals(lo: int | None, hi: int | None, marks: Marks) -> list[Segment] |
     an edge is either added (its events) or, when the rest of its hour is shorter, covered
     by the ``c`` segment and subtracted (``sign=-1``); after the mark come hour rows and
     events. A report costs two seeks per pair and bound and at most two half hours of
-    events, at any time of day.
+    events, at any time of day (with ``lazy`` hour rows, see :func:`refine`, also the
+    events of the hours not compacted yet).
     """
     mark = marks.totals
 
@@ -801,12 +862,12 @@ def plan_totals(lo: int | None, hi: int | None, marks: Marks) -> list[Segment] |
         else:
             return None
     if hi is None:
-        end, tail = mark, refine(plan(mark, None), marks, minutely=False)
+        end, tail = mark, refine(plan(mark, None), marks, minutely=False, lazy=lazy)
     else:
         below, above = bounds_around(hi)
         if hi == below or above is None or hi - below <= above - hi:
             end = below
-            tail = refine(plan(below, hi), marks, minutely=False) if hi > below else []
+            tail = refine(plan(below, hi), marks, False, lazy=lazy) if hi > below else []
         else:
             end = above
             tail = _less(plan(hi, above))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
@@ -375,11 +375,19 @@ class SQLStore:
         and days; a partial hour at a range's edge needs its events). Each batch is its own
         short transaction, so writers are never blocked for long. ``progress(n)`` is called
         with the rows deleted after each batch. Returns the total deleted.
+
+        On PostgreSQL, whose ``users`` hour rows are built when their hour is compacted
+        (:data:`rollups.LAZY_USERS`), the closed hours are compacted first and the events
+        of the hours not compacted yet (the current one) are kept.
         """
         if not isinstance(before, datetime) or before.tzinfo is None:
             raise ConfigError(f"prune: 'before' must be a timezone-aware datetime, got {before!r}")
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ConfigError(f"prune: 'batch' must be a positive int, got {batch!r}")
+        if self.dialect in rollups.LAZY_USERS and self.maintain_rollups:
+            from .schema import from_epoch_us
+
+            before = min(before, from_epoch_us(self.compact().hour))
         if self.dialect == "sqlite":
             from .schema import to_epoch_us
 
@@ -585,18 +593,20 @@ def _upsert_rollups(
     *,
     again: bool = False,
     raw: bool = False,
+    prepared: _Prepared | None = None,
 ) -> None:
     """Add ``params`` (store-ready rows with started_at in epoch µs; with ``raw``, as
     :meth:`SQLStore.write` takes them) to every rollup: the finest grain always, the coarser
     ones below ``marks`` (all of them without marks). ``again``: not the transaction's
-    first call (PostgreSQL's stage tables hold rows)."""
+    first call (PostgreSQL's stage tables hold rows). ``prepared``: :func:`_prepare` of
+    these ``params`` and ``marks``, made already."""
     if not params or not enabled:
         return
-    grouped = rollups.group(params, raw=raw)
+    grouped, folded = prepared or _prepare(params, dialect, marks, raw)
     if marks is not None:  # first: on PostgreSQL, marks are locked before any rollup row
         _lower_totals_mark(cur, dialect, grouped, marks)
     _add_members(cur, grouped.members, dialect, numbers, marks)
-    for spec, rows in rollups.fold(grouped, marks).items():
+    for spec, rows in folded.items():
         if not rows:
             continue
         if dialect == "sqlite":  # one writer at a time: no lock order to keep
@@ -611,10 +621,31 @@ def _upsert_rollups(
         if again:  # else empty: emptied by every commit and rollback (TRUNCATE costs ~1 ms)
             cur.execute(f"TRUNCATE {stage}")
         with cur.copy(f"COPY {stage} FROM STDIN") as copy:
-            n_keys = len(rollups.SPECS[spec])
-            copy.write(_copy_text(rows, n_keys) if _COPY_TEXT_C is None else
-                       _COPY_TEXT_C(rows, n_keys, _bucket_text))  # fmt: skip
+            copy.write(rows)
         cur.execute(rollups.merge_sql(spec, stage))
+
+
+class _Prepared(NamedTuple):
+    """A batch's rollup rows, made before they are written (see :func:`_write_postgres`)."""
+
+    grouped: rollups.Grouped
+    #: Rollup name -> its rows: on SQLite as tuples, on PostgreSQL as COPY text.
+    folded: dict[str, Any]
+
+
+def _prepare(
+    params: Sequence[tuple[Any, ...]], dialect: str, marks: rollups.Marks | None, raw: bool
+) -> _Prepared:
+    """The client's share of :func:`_upsert_rollups`, which needs no database: ``params``
+    grouped, folded into rollup rows and, for PostgreSQL, formatted as COPY text."""
+    grouped = rollups.group(params, raw=raw)
+    folded: dict[str, Any] = rollups.fold(grouped, marks, lazy_users=dialect in rollups.LAZY_USERS)
+    if dialect != "sqlite":
+        for spec, rows in folded.items():
+            n_keys = len(rollups.SPECS[spec])
+            folded[spec] = rows and (_copy_text(rows, n_keys) if _COPY_TEXT_C is None else
+                                     _COPY_TEXT_C(rows, n_keys, _bucket_text))  # fmt: skip
+    return _Prepared(grouped, folded)
 
 
 #: PostgreSQL connections whose transaction-scoped stage tables exist (created in a
@@ -748,6 +779,8 @@ def compact_on(raw: Any, dialect: str, now_us: int, *, totals: bool = True) -> r
                 bounds = (from_epoch_us(lo), from_epoch_us(hi))
             args = {"fine": fine, "coarse": coarse, "width": width, "lo": bounds[0],
                     "hi": bounds[1]}  # fmt: skip
+            if coarse == "h" and dialect in rollups.LAZY_USERS:
+                _users_from_events(cur, lo, hi)
             for spec in rollups.SPECS:
                 if spec in specs:
                     try:
@@ -765,6 +798,20 @@ def compact_on(raw: Any, dialect: str, now_us: int, *, totals: bool = True) -> r
         return new
     finally:
         cur.close()
+
+
+def _users_from_events(cur: Any, lo: int, hi: int) -> None:
+    """PostgreSQL: the ``users`` hour rows of the hours in ``[lo, hi)`` (epoch µs) from
+    their events (see :data:`rollups.LAZY_USERS`), hash-grouped whatever the statistics
+    say of the new hours."""
+    from .schema import from_epoch_us
+
+    cur.execute("SET LOCAL enable_sort = off; SET LOCAL jit = off")
+    try:
+        cur.execute(rollups.users_from_events_sql(),
+                    {"lo": from_epoch_us(lo), "hi": from_epoch_us(hi)})  # fmt: skip
+    finally:
+        cur.execute("RESET enable_sort; RESET jit")
 
 
 def sum_overflowed(exc: Exception, dialect: str) -> bool:
@@ -914,10 +961,14 @@ def _build_user_totals(
                 values = ", ".join(["?"] * (3 + len(_TOTALS)))
                 cur.executemany(f"INSERT INTO {target} VALUES ({values}) {replace}", rows)
                 continue
-            with cur.copy(f"COPY agentledger_stage_totals (user_id, kind, bucket, {columns}) "
+            with cur.copy(f"COPY agentledger_stage_totals (user_id, bucket, kind, {columns}) "
                           "FROM STDIN") as copy:  # fmt: skip
-                for row in rows:
-                    copy.write_row(row)
+                if _COPY_TEXT_C is not None:  # the bucket second: where it formats buckets
+                    copy.write(_COPY_TEXT_C([(r[0], r[2], r[1], *r[3:]) for r in rows], 2,
+                                            datetime.isoformat))  # fmt: skip
+                else:
+                    for row in rows:
+                        copy.write_row((row[0], row[2], row[1], *row[3:]))
             cur.execute(f"INSERT INTO {target} SELECT user_id, kind, bucket, {columns} "
                         f"FROM agentledger_stage_totals {replace}")  # fmt: skip
             cur.execute("DELETE FROM agentledger_stage_totals")
@@ -1064,8 +1115,8 @@ def _or_members_postgres(
     grains, buckets, kinds, names = (list(c) for c in zip(*keys, strict=True))
     cur.execute(
         "INSERT INTO rollup_members (grain, bucket, kind, name, members) "
-        "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], "
-        "%s::bytea[]) ORDER BY 1, 2, 3, 4 ON CONFLICT (grain, bucket, kind, name) "
+        "SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::text[], %b::text[], "
+        "%b::bytea[]) ORDER BY 1, 2, 3, 4 ON CONFLICT (grain, bucket, kind, name) "
         "DO UPDATE SET members = agentledger_bitmap_or(rollup_members.members, excluded.members)",
         [grains, [from_epoch_us(b) for b in buckets], kinds, names,
          [_bitmap(groups[k]) for k in keys]],
@@ -1119,17 +1170,27 @@ def _write_postgres(
         # Fast path: COPY straight into events. A replayed batch (an id already stored)
         # makes it fail as a whole; then roll back to the savepoint and take the slower
         # idempotent path below.
+        from psycopg.copy import LibpqWriter
         from psycopg.errors import UniqueViolation
 
         cur.execute("SAVEPOINT agentledger_copy")
+        prepared = None
         try:
-            with cur.copy(f"COPY events ({_COLS}) FROM STDIN") as copy:
+            # Every block of events flushed to the server as it is written, so that the
+            # server inserts them while this thread makes the batch's rollup rows (the
+            # client's share of the rollups then costs the writer no wall time).
+            with cur.copy(f"COPY events ({_COLS}) FROM STDIN",
+                          writer=LibpqWriter(cur, flush_threshold=0)) as copy:  # fmt: skip
                 _copy_events(copy, rows)
+                if with_rollups:
+                    prepared = _prepare(rows, "postgresql", marks, raw=True)
         except UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT agentledger_copy")
         else:
             cur.execute("RELEASE SAVEPOINT agentledger_copy")
-            _upsert_rollups(cur, rows, "postgresql", numbers, with_rollups, marks, raw=True)
+            _upsert_rollups(
+                cur, rows, "postgresql", numbers, with_rollups, marks, raw=True, prepared=prepared
+            )
             return len(rows)
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS agentledger_stage "

@@ -681,8 +681,8 @@ def users_from_events_sql() -> str:
     The same figures the writer's fold gives (:func:`group`): costs with at most 21 decimal
     places summed exactly and split into ``cost_nano`` and ``cost_frac``, the others
     summed into ``cost_extra`` (an event's cost is at most ``MAX_COST_USD``, far below
-    :data:`NANO_CAP`); then :func:`capped`. Hash-grouped (the hour's rows are new to the planner's statistics,
-    whose guess of a few rows would sort them by user id instead)."""
+    :data:`NANO_CAP`); then :func:`capped`. Run hash-grouped (see
+    :func:`agentledger.store.sql._users_from_events`)."""
     keys = ("grain", "bucket", *SPECS["users"])
     columns = (*keys, *measures("users"))
     normal = f"scale(cost_usd) <= {_FRAC_DIGITS}"

@@ -806,12 +806,11 @@ def _users_from_events(cur: Any, lo: int, hi: int) -> None:
     say of the new hours."""
     from .schema import from_epoch_us
 
+    # Not in a finally: after a failure the transaction is aborted (and rolled back).
     cur.execute("SET LOCAL enable_sort = off; SET LOCAL jit = off")
-    try:
-        cur.execute(rollups.users_from_events_sql(),
-                    {"lo": from_epoch_us(lo), "hi": from_epoch_us(hi)})  # fmt: skip
-    finally:
-        cur.execute("RESET enable_sort; RESET jit")
+    cur.execute(rollups.users_from_events_sql(),
+                {"lo": from_epoch_us(lo), "hi": from_epoch_us(hi)})  # fmt: skip
+    cur.execute("RESET enable_sort; RESET jit")  # the compaction's other statements sort
 
 
 def sum_overflowed(exc: Exception, dialect: str) -> bool:

@@ -605,10 +605,10 @@ def _upsert_rollups(
     grouped, folded = prepared or _prepare(params, dialect, marks, raw)
     if marks is not None:  # first: on PostgreSQL, marks are locked before any rollup row
         _lower_totals_mark(cur, dialect, grouped, marks)
-    members = _member_bits(cur, grouped.members, numbers, marks)
+    member_keys, member_bits = _member_bits(cur, grouped.members, numbers, marks)
     if dialect == "sqlite":  # one writer at a time: no lock order to keep
-        if members[0]:
-            _or_members_sqlite(cur, *members)
+        if member_keys:
+            _or_members_sqlite(cur, member_keys, member_bits)
         for spec, rows in folded.items():
             if not rows:
                 continue
@@ -631,8 +631,8 @@ def _upsert_rollups(
                 copy.write(lines)
             merges.append(rollups.merge_sql(spec, stages[spec]))
     with cur.connection.pipeline():
-        if members[0]:
-            _or_members_postgres(cur, *members)
+        if member_keys:
+            _or_members_postgres(cur, member_keys, member_bits)
         for merge in merges:
             cur.execute(merge)
 

@@ -754,3 +754,72 @@ def test_prune_on_postgresql_keeps_the_events_of_hours_not_compacted(pg_url: str
     assert sorted(k[1] for k in _users_rows(store)) == ["u0", "u1", "u2"]
     assert Query(store).totals(user_id="u2").calls == 1
     store.close()
+
+
+def test_user_totals_are_the_running_sums_of_the_hour_rows(db_url: str) -> None:
+    """Each totals row is its pair's hour rows summed up to its hour, exactly: money with
+    carries, decimals beyond 21 places and sums past the cap (built on the server on
+    PostgreSQL, in Python on SQLite), built in two steps (the second starts from the
+    first's last row per pair) or in one."""
+    store = SQLStore(db_url)
+    users = rollup_tables["users"]
+    hour0 = 20_000 * DAY_US + 5 * HOUR_US
+    near_cap = rollups.NANO_CAP - 7
+    measures = [  # (user, kind, hour, cost_nano, cost_frac, cost_extra, duration_ms)
+        ("u1", "llm", 0, 5, rollups.FRAC - 1, None, 0.1),
+        ("u1", "llm", 1, 7, 3, Decimal("1E-24"), 0.2),
+        ("u1", "llm", 3, -2, rollups.FRAC - 5, None, 0.30000000000000004),
+        ("u1", "tool", 1, 0, 0, None, 1e300),
+        ("u1", "tool", 2, 0, 0, None, 1.0),
+        ("u2", "llm", 0, near_cap, 9, None, 2.5),
+        ("u2", "llm", 2, near_cap, rollups.FRAC - 1, Decimal("-3.5"), 2.5),
+        ("u2", "llm", 3, 1, 1, None, 2.5),
+        ("", "llm", 2, 11, 0, None, 0.0),
+    ]
+    rows = []
+    for n, (user, kind, hour, nano, frac, extra, duration) in enumerate(measures):
+        counts = dict.fromkeys(rollups.MEASURES[: rollups.COST], n + 1)
+        rows.append({
+            "grain": "h", "bucket": from_epoch_us(hour0 + hour * HOUR_US), "user_id": user,
+            "kind": kind, **counts, "cost_nano": nano, "cost_frac": frac, "cost_extra": extra,
+            "unpriced_calls": n, "duration_ms": duration,
+        })  # fmt: skip
+    with store.engine.begin() as conn:
+        conn.execute(users.insert(), rows)
+
+    def build(*bounds: int) -> None:
+        def run(raw: object) -> None:
+            cur = raw.cursor()  # type: ignore[attr-defined]
+            cur.execute("DELETE FROM rollup_user_totals")
+            for lo, hi in itertools.pairwise(bounds):
+                _build_user_totals(cur, store.dialect, lo, hi)
+            cur.close()
+
+        store._transaction(run)
+
+    expected = []
+    running: dict[tuple[str, str], list[object]] = {}
+    for user, kind, hour, nano, frac, extra, duration in sorted(measures):
+        n = measures.index((user, kind, hour, nano, frac, extra, duration))
+        before = running.get((user, kind))
+        count = (before[0] if before else 0) + n + 1  # type: ignore[operator]
+        cost = rollups.EXACT.add(
+            before[1] if before else Decimal(0),  # type: ignore[arg-type]
+            rollups.money(nano, frac, extra),
+        )
+        took = (before[2] + duration) if before else duration  # type: ignore[operator]
+        running[(user, kind)] = [count, cost, took]
+        expected.append((user, kind, hour0 + hour * HOUR_US, count, cost, took))
+    t = rollup_user_totals.c
+    for bounds in ((hour0, hour0 + 4 * HOUR_US), (hour0, hour0 + 2 * HOUR_US, hour0 + 4 * HOUR_US)):
+        build(*bounds)
+        with store.engine.connect() as conn:
+            got = [
+                (r.user_id, r.kind, to_epoch_us(r.bucket), r.calls,
+                 rollups.money(r.cost_nano, r.cost_frac, r.cost_extra), r.duration_ms)
+                for r in conn.execute(select(t).order_by(t.user_id, t.kind, t.bucket))
+            ]  # fmt: skip
+            stored = conn.execute(select(func.max(func.abs(t.cost_nano)))).scalar()
+        assert got == expected, bounds
+        assert stored < rollups.NANO_CAP  # a total past the cap is kept in cost_extra
+    store.close()

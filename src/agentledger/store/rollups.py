@@ -708,6 +708,52 @@ def users_from_events_sql() -> str:
     )
 
 
+def user_totals_sql() -> str:
+    """PostgreSQL: the running user totals (``rollup_user_totals``) of every (user, kind)
+    hour row of ``users`` in ``[%(lo)s, %(hi)s)`` (timestamptz, hour-aligned): the pair's
+    last totals row before ``lo`` plus its hour rows up to each hour, replacing any row
+    there. What :func:`agentledger.store.sql._build_user_totals` computes in Python, on the
+    server in one statement (no rows to the client and back: ~1 µs per event less for the
+    writer's compaction in the ``rollup_write_cost`` benchmark).
+
+    The pair's previous totals row is the first row of its window, so every running sum
+    adds in the same order as Python's (``duration_ms`` is a float: the same rounding);
+    money is carried (``cost_frac`` into ``cost_nano``, floor-wise as ``divmod``) and
+    :func:`capped` once per row from the prefix sums, which may split a total above
+    :data:`NANO_CAP` between ``cost_nano`` and ``cost_extra`` otherwise than Python's
+    step-by-step capping: the same money (:func:`money`), the form is not compared."""
+    totals = MEASURES[:HIST]
+    columns = ", ".join(totals)
+    pairs = ("SELECT DISTINCT user_id, kind FROM rollup_users "
+             "WHERE grain = 'h' AND bucket >= %(lo)s AND bucket < %(hi)s")  # fmt: skip
+    sums = ", ".join(
+        f"sum({m}) OVER w AS {m}" for m in totals
+    )  # sum(bigint) is numeric: no overflow before the capping below
+    nano = f"(cost_nano + floor(cost_frac / {FRAC}))"
+    frac = f"(cost_frac - floor(cost_frac / {FRAC}) * {FRAC})"
+    money = _capped_sql(nano, frac, "cost_extra", sqlite=False)
+    values = ", ".join(
+        {"cost_nano": money[0], "cost_frac": money[1], "cost_extra": money[2]}.get(m, m)
+        for m in totals
+    )
+    replace = ", ".join(f"{m} = excluded.{m}" for m in totals)
+    return (
+        f"WITH pairs AS ({pairs}), src AS ("
+        f"SELECT p.user_id, p.kind, b.bucket, true AS base, {', '.join(f'b.{m}' for m in totals)} "
+        "FROM pairs p CROSS JOIN LATERAL ("
+        f"SELECT bucket, {columns} FROM rollup_user_totals t WHERE t.user_id = p.user_id "
+        "AND t.kind = p.kind AND t.bucket < %(lo)s ORDER BY t.bucket DESC LIMIT 1) b "
+        f"UNION ALL SELECT user_id, kind, bucket, false, {columns} FROM rollup_users "
+        "WHERE grain = 'h' AND bucket >= %(lo)s AND bucket < %(hi)s), "
+        f"run AS (SELECT user_id, kind, bucket, base, {sums} FROM src "
+        "WINDOW w AS (PARTITION BY user_id, kind ORDER BY bucket ROWS UNBOUNDED PRECEDING)) "
+        f"INSERT INTO rollup_user_totals (user_id, kind, bucket, {columns}) "
+        f"SELECT user_id, kind, bucket, {values} FROM run WHERE NOT base "
+        "ORDER BY user_id, kind, bucket "
+        f"ON CONFLICT (user_id, kind, bucket) DO UPDATE SET {replace}"
+    )
+
+
 def decimal_neg(a: Any) -> str | None:
     """``agentledger_dneg``: a decimal text negated exactly (SQLite; NULL stays NULL)."""
     return None if a is None else str(EXACT.minus(Decimal(str(a))))

@@ -920,69 +920,50 @@ def _build_user_totals(
 ) -> None:
     """Bring the running totals per (user, kind) from ``lo`` to ``hi`` (hour bounds): each
     pair's totals as of ``lo`` plus its ``users`` hour rows in ``[lo, hi)``, one totals row
-    per pair and hour it was active (replacing any row already there)."""
-    from .schema import from_epoch_us
+    per pair and hour it was active (replacing any row already there).
 
-    sqlite = dialect == "sqlite"
-    mark = "?" if sqlite else "%s"
-    at: Any = (lambda us: us) if sqlite else from_epoch_us
+    On PostgreSQL one statement on the server (:func:`rollups.user_totals_sql`); on SQLite
+    here, reading the hour rows ``chunk_rows`` at a time (a rebuild after a backfill, or of
+    a whole database, holds one chunk and one running total per pair, not every row)."""
+    if dialect != "sqlite":
+        from .schema import from_epoch_us
+
+        cur.execute(rollups.user_totals_sql(), {"lo": from_epoch_us(lo), "hi": from_epoch_us(hi)})
+        return
     columns = ", ".join(_TOTALS)
-    rows_of = f"rollup_users WHERE grain = 'h' AND bucket >= {mark} AND bucket < {mark}"
+    rows_of = "rollup_users WHERE grain = 'h' AND bucket >= ? AND bucket < ?"
     cur.execute(
         f"SELECT t.user_id, t.kind, {', '.join(f't.{m}' for m in _TOTALS)} "
         f"FROM (SELECT DISTINCT user_id, kind FROM {rows_of}) p JOIN rollup_user_totals t "
         "ON t.user_id = p.user_id AND t.kind = p.kind AND t.bucket = (SELECT max(x.bucket) "
         "FROM rollup_user_totals x WHERE x.user_id = p.user_id AND x.kind = p.kind "
-        f"AND x.bucket < {mark})",
-        (at(lo), at(hi), at(lo)),
+        "AND x.bucket < ?)",
+        (lo, hi, lo),
     )
     running: dict[tuple[str, str], tuple[Any, ...]] = {
         (user, kind): tuple(m) for user, kind, *m in cur.fetchall()
     }
     extra = rollups.COST + 2
-    target = f"rollup_user_totals (user_id, kind, bucket, {columns})"
-    replace = "ON CONFLICT (user_id, kind, bucket) DO UPDATE SET " + ", ".join(
-        f"{m} = excluded.{m}" for m in _TOTALS
+    values = ", ".join(["?"] * (3 + len(_TOTALS)))
+    # A row already at a (pair, hour) of [lo, hi) is an older build's (the mark moved back
+    # for late events): replaced. None lies beyond: rows are built up to the mark only.
+    upsert = (
+        f"INSERT INTO rollup_user_totals (user_id, kind, bucket, {columns}) VALUES ({values}) "
+        "ON CONFLICT (user_id, kind, bucket) DO UPDATE SET "
+        + ", ".join(f"{m} = excluded.{m}" for m in _TOTALS)
     )
-    if not sqlite:  # executemany is a round trip per row even pipelined: COPY, then merge
-        cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS agentledger_stage_totals "
-            "(LIKE rollup_user_totals) ON COMMIT DELETE ROWS"
-        )
-        cur.execute("DELETE FROM agentledger_stage_totals")
-    # Read in chunks (a server-side cursor on PostgreSQL): a rebuild after a backfill, or
-    # of a whole database, holds one chunk and one running total per pair, not every row.
-    conn = cur.connection
-    reader = conn.cursor() if sqlite else conn.cursor(name="agentledger_user_totals")
+    reader = cur.connection.cursor()
     try:
         reader.execute(f"SELECT user_id, kind, bucket, {columns} FROM {rows_of} "
-                       "ORDER BY user_id, kind, bucket", (at(lo), at(hi)))  # fmt: skip
+                       "ORDER BY user_id, kind, bucket", (lo, hi))  # fmt: skip
         while chunk := reader.fetchmany(chunk_rows):
             rows = []
             for user, kind, bucket, *measures in chunk:
                 before = running.get((user, kind))
                 total = tuple(measures) if before is None else rollups.add(before, tuple(measures))
                 running[(user, kind)] = total
-                row = (user, kind, bucket, *total)
-                rows.append(_extra_as_text(row, 3 + extra) if sqlite else row)
-            # A row already at a (pair, hour) of [lo, hi) is an older build's (the mark
-            # moved back for late events): replaced. None lies beyond: rows are built up
-            # to the mark only.
-            if sqlite:
-                values = ", ".join(["?"] * (3 + len(_TOTALS)))
-                cur.executemany(f"INSERT INTO {target} VALUES ({values}) {replace}", rows)
-                continue
-            with cur.copy(f"COPY agentledger_stage_totals (user_id, bucket, kind, {columns}) "
-                          "FROM STDIN") as copy:  # fmt: skip
-                if _COPY_TEXT_C is not None:  # the bucket second: where it formats buckets
-                    copy.write(_COPY_TEXT_C([(r[0], r[2], r[1], *r[3:]) for r in rows], 2,
-                                            datetime.isoformat))  # fmt: skip
-                else:
-                    for row in rows:
-                        copy.write_row((row[0], row[2], row[1], *row[3:]))
-            cur.execute(f"INSERT INTO {target} SELECT user_id, kind, bucket, {columns} "
-                        f"FROM agentledger_stage_totals {replace}")  # fmt: skip
-            cur.execute("DELETE FROM agentledger_stage_totals")
+                rows.append(_extra_as_text((user, kind, bucket, *total), 3 + extra))
+            cur.executemany(upsert, rows)
     finally:
         reader.close()
 

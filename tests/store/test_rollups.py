@@ -823,3 +823,38 @@ def test_user_totals_are_the_running_sums_of_the_hour_rows(db_url: str) -> None:
         assert got == expected, bounds
         assert stored < rollups.NANO_CAP  # a total past the cap is kept in cost_extra
     store.close()
+
+
+def test_member_bitmaps_are_right_whether_users_have_numbers_or_not(db_url: str) -> None:
+    """A batch whose users all have numbers makes its bitmaps while its events are sent
+    (on PostgreSQL); one with a new user gives it a number first. Distinct users over
+    every range equal the events' either way, across minutes, hours and days."""
+    from agentledger.store.sql import _COPY_MIN_ROWS
+
+    store = SQLStore(db_url)
+    hour0 = 20_000 * DAY_US + 23 * HOUR_US
+    now = [hour0 / 1e6]
+    store.clock = lambda: now[0]
+    n = _COPY_MIN_ROWS + 10
+
+    def batch(start_us: int, users: list[str]) -> list[tuple[object, ...]]:
+        return [_event_row(start_us + 1_000_000 * i, "0.5", users[i % len(users)])
+                for i in range(n)]  # fmt: skip
+
+    known = [f"u{i}" for i in range(7)]
+    assert store.write(batch(hour0, known)) == n  # every user new
+    assert store.write(batch(hour0 + 20 * 60_000_000, known[:4])) == n  # every user known
+    assert store.write(batch(hour0 + 50 * 60_000_000, [*known[2:5], "new"])) == n  # one new
+    assert store.write(batch(hour0 + 70 * 60_000_000, known[5:])) == n  # the next day
+    raw, query = Query(store, use_rollups=False), Query(store)
+    ranges = [(None, None), (hour0 + 20 * 60_000_000, hour0 + 51 * 60_000_000),
+              (hour0 + HOUR_US, None), (None, hour0 + 30 * 60_000_000)]  # fmt: skip
+    for step in range(2):
+        for lo, hi in ranges:
+            window = {"since": lo and from_epoch_us(lo), "until": hi and from_epoch_us(hi)}
+            want = raw.totals(distinct_users=True, **window)
+            assert query.totals(distinct_users=True, **window) == want, (step, lo, hi)
+        now[0] = (hour0 + 2 * DAY_US) / 1e6
+        store.compact()
+    assert query.totals(distinct_users=True).unique_users == len(known) + 1
+    store.close()

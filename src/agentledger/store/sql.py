@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -602,11 +602,11 @@ def _upsert_rollups(
     these ``params`` and ``marks``, made already."""
     if not params or not enabled:
         return
-    grouped, folded = prepared or _prepare(params, dialect, marks, raw)
+    grouped, folded, members = prepared or _prepare(params, dialect, marks, raw)
     if marks is not None:  # first: on PostgreSQL, marks are locked before any rollup row
         _lower_totals_mark(cur, dialect, grouped, marks)
-    member_keys, member_bits = _member_bits(cur, grouped.members, numbers, marks)
     if dialect == "sqlite":  # one writer at a time: no lock order to keep
+        member_keys, member_bits = _member_bits(cur, grouped.members, numbers, marks)
         if member_keys:
             _or_members_sqlite(cur, member_keys, member_bits)
         for spec, rows in folded.items():
@@ -630,9 +630,11 @@ def _upsert_rollups(
             with cur.copy(f"COPY {stages[spec]} FROM STDIN") as copy:
                 copy.write(lines)
             merges.append(rollups.merge_sql(spec, stages[spec]))
+    if members is None and grouped.members:  # users without a number yet: given them now
+        members = _members_params(*_member_bits(cur, grouped.members, numbers, marks))
     with cur.connection.pipeline():
-        if member_keys:
-            _or_members_postgres(cur, member_keys, member_bits)
+        if members is not None:
+            _or_members_postgres(cur, members)
         for merge in merges:
             cur.execute(merge)
 
@@ -643,21 +645,33 @@ class _Prepared(NamedTuple):
     grouped: rollups.Grouped
     #: Rollup name -> its rows: on SQLite as tuples, on PostgreSQL as COPY text.
     folded: dict[str, Any]
+    #: PostgreSQL: the member bitmaps' upsert parameters (:func:`_members_params`), made
+    #: when every user of the batch had a number already; else None (made when written).
+    members: list[Any] | None = None
 
 
 def _prepare(
-    params: Sequence[tuple[Any, ...]], dialect: str, marks: rollups.Marks | None, raw: bool
+    params: Sequence[tuple[Any, ...]],
+    dialect: str,
+    marks: rollups.Marks | None,
+    raw: bool,
+    numbers: _Numbers | None = None,
 ) -> _Prepared:
     """The client's share of :func:`_upsert_rollups`, which needs no database: ``params``
-    grouped, folded into rollup rows and, for PostgreSQL, formatted as COPY text."""
+    grouped, folded into rollup rows and, for PostgreSQL, formatted as COPY text, and
+    (given ``numbers`` that know every user of the batch) the member bitmaps' upsert."""
     grouped = rollups.group(params, raw=raw)
     folded: dict[str, Any] = rollups.fold(grouped, marks, lazy_users=dialect in rollups.LAZY_USERS)
-    if dialect != "sqlite":
-        for spec, rows in folded.items():
-            n_keys = len(rollups.SPECS[spec])
-            folded[spec] = rows and (_copy_text(rows, n_keys) if _COPY_TEXT_C is None else
-                                     _COPY_TEXT_C(rows, n_keys, _bucket_text))  # fmt: skip
-    return _Prepared(grouped, folded)
+    if dialect == "sqlite":
+        return _Prepared(grouped, folded)
+    for spec, rows in folded.items():
+        n_keys = len(rollups.SPECS[spec])
+        folded[spec] = rows and (_copy_text(rows, n_keys) if _COPY_TEXT_C is None else
+                                 _COPY_TEXT_C(rows, n_keys, _bucket_text))  # fmt: skip
+    members = None
+    if numbers is not None and grouped.members and numbers.knows(grouped.members.values()):
+        members = _members_params(*_member_bits(None, grouped.members, numbers, marks))
+    return _Prepared(grouped, folded, members)
 
 
 #: PostgreSQL connections whose transaction-scoped stage tables exist (created in a
@@ -1029,6 +1043,11 @@ class _Numbers:
                 self.new.update((u, int(n)) for u, n in cur.fetchall())
         return {u: self.cache[u] if u in self.cache else self.new[u] for u in users}
 
+    def knows(self, groups: Iterable[set[str]]) -> bool:
+        """Whether every user in ``groups`` has a number already (no database needed)."""
+        cache, new = self.cache, self.new
+        return all(u in cache or u in new for users in groups for u in users)
+
     def commit(self) -> None:
         self.cache.update(self.new)
         self.new = {}
@@ -1098,25 +1117,33 @@ $$
 """
 
 
-def _or_members_postgres(
-    cur: Any, keys: list[tuple[Any, ...]], groups: dict[tuple[Any, ...], int]
-) -> None:
+def _members_params(
+    keys: list[tuple[Any, ...]], groups: dict[tuple[Any, ...], int]
+) -> list[Any] | None:
+    """PostgreSQL: the parameters of :func:`_or_members_postgres` for the bitmaps of
+    :func:`_member_bits` (None: no bitmaps)."""
+    from .schema import from_epoch_us
+
+    if not keys:
+        return None
+    grains, buckets, kinds, names = (list(c) for c in zip(*keys, strict=True))
+    return [grains, [from_epoch_us(b) for b in buckets], kinds, names,
+            [_bitmap(groups[k]) for k in keys]]  # fmt: skip
+
+
+def _or_members_postgres(cur: Any, params: list[Any]) -> None:
     """PostgreSQL: one upsert, in key order (concurrent writers lock rows in one order),
     ORing the new bits into a stored bitmap with ``agentledger_bitmap_or`` (migration
     0011) on the locked row, so concurrent writers' bits add up. Keys travel as arrays: a
     statement of constant text, whatever the number of rows (psycopg parses a long VALUES
     list anew)."""
-    from .schema import from_epoch_us
-
-    grains, buckets, kinds, names = (list(c) for c in zip(*keys, strict=True))
     cur.execute(
         "INSERT INTO rollup_members (grain, bucket, kind, name, members) "
         "SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::text[], %b::text[], "
         "%b::bytea[]) ORDER BY 1, 2, 3, 4 ON CONFLICT (grain, bucket, kind, name) "
         "DO UPDATE SET members = agentledger_bitmap_or(rollup_members.members, excluded.members)",
-        [grains, [from_epoch_us(b) for b in buckets], kinds, names,
-         [_bitmap(groups[k]) for k in keys]],
-    )  # fmt: skip
+        params,
+    )
 
 
 def _bitmap(bits: int) -> bytes:
@@ -1179,7 +1206,7 @@ def _write_postgres(
                           writer=LibpqWriter(cur, flush_threshold=0)) as copy:  # fmt: skip
                 _copy_events(copy, rows)
                 if with_rollups:
-                    prepared = _prepare(rows, "postgresql", marks, raw=True)
+                    prepared = _prepare(rows, "postgresql", marks, raw=True, numbers=numbers)
         except UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT agentledger_copy")
         else:

@@ -218,7 +218,7 @@ class Query:
         unknown = set(filters) - set(_FILTERS)
         if unknown:
             raise ConfigError(f"unknown filter(s) {sorted(unknown)}; use {list(_FILTERS)}")
-        return rollups.choose(used, histogram=histogram)
+        return rollups.choose(used, histogram=histogram, dialect=self._dialect)
 
     def _distinct_users(
         self,
@@ -405,7 +405,8 @@ class Query:
         it spans."""
         from .store.schema import rollup_user_totals, user_numbers
 
-        kinds_table = rollup_tables["kinds"]
+        # The kinds of kinds' rows, or of what's where kinds are derived (the same kinds).
+        kinds_table = rollup_tables[rollups.choose(("kind",), dialect=self._dialect) or "what"]
         user, kind = filters.get("user_id"), filters.get("kind")
         users = (
             select(literal(user).label("user_id"))

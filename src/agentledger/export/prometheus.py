@@ -502,7 +502,7 @@ class StoreCollector(_BaseCollector):
         self.sources: list[str | None] = []
         self._dims = (f.detail_dimensions, f.attribution_dimensions)
         for dims in self._dims:
-            self.sources.append(rollups.choose(dims, histogram=True))
+            self.sources.append(rollups.choose(dims, histogram=True, dialect=self.store.dialect))
 
     def _rows(self) -> tuple[Sequence[Row], Sequence[Row]]:
         dialect = self.store.dialect

@@ -119,6 +119,27 @@ MINUTELY: Final = frozenset(("kinds", "what"))
 #: costing ~8 µs of server CPU; the hour's ``GROUP BY`` costs ~1.4 µs per event, whatever
 #: the batches. SQLite's upserts are cheap: its writers keep every ``users`` row.
 LAZY_USERS: Final = frozenset(("postgresql",))
+#: Per database: rollups not stored there, because they are sums of the rows of a finer one
+#: that readers take instead (``kinds`` of ``what``; ``bots`` and ``tenants`` of
+#: ``attribution``: :func:`choose`). On PostgreSQL each rollup a writer maintains costs a
+#: stage COPY and an ``ON CONFLICT`` merge per batch (~8 µs of server CPU per row) and its
+#: compaction; these three were ~1.2 µs per event of the writer's time in the
+#: ``rollup_write_cost`` benchmark, while a report reads their few rows from the finer
+#: rollup about as fast (a day of ``what`` is a few hundred rows). SQLite keeps them all
+#: (its upserts are cheap). Their tables stay, empty, on PostgreSQL (migration 0013).
+DERIVED: Final = {"postgresql": frozenset(("kinds", "bots", "tenants"))}
+#: Each derivable rollup's finer one (every key of the first is a key of the second).
+DERIVED_FROM: Final = {"kinds": "what", "bots": "attribution", "tenants": "attribution"}
+#: Where rollups are derived: the stored ones in the order :func:`choose` tries them
+#: (``users``, lazily written and the largest, last).
+_STORED_ORDER: Final = ("what", "attribution", "users")
+
+
+def derived(dialect: str | None) -> frozenset[str]:
+    """The rollups not stored on ``dialect`` (see :data:`DERIVED`)."""
+    return DERIVED.get(dialect or "", frozenset())
+
+
 #: Rollups without a latency histogram: ``users`` has a row per active user and hour, the
 #: most rows per event of any rollup, and percentiles per user are rare questions, so
 #: they read the events (by the user index). Every other rollup keeps the histogram.
@@ -433,9 +454,10 @@ def fold(
     marks: Marks | None = None,
     *,
     lazy_users: bool = False,
+    skip: frozenset[str] = frozenset(),
 ) -> dict[str, list[tuple[Any, ...]]]:
-    """Rollup rows (one list per spec) for ``rows`` (store-ready: started_at in epoch µs,
-    or already :func:`group`-ed).
+    """Rollup rows (one list per spec, but those in ``skip``: see :data:`DERIVED`) for
+    ``rows`` (store-ready: started_at in epoch µs, or already :func:`group`-ed).
 
     Each output row is ``(grain, bucket_us, *key, *measures)`` (:data:`MEASURES` order).
     With ``marks``, coarse rows only for buckets below them (the rest is left to
@@ -465,6 +487,8 @@ def fold(
         ("what", [("m", what_m), ("h", what_h), ("d", what_d)]),
         ("attribution", [("h", attribution_h), ("d", attribution_d)]),
     ):  # fmt: skip
+        if spec in skip:
+            continue
         out[spec] = [
             (grain, *k, *(m if -NANO_CAP < m[COST] < NANO_CAP else capped(m)))
             for grain, table in by_grain
@@ -754,6 +778,28 @@ def user_totals_sql() -> str:
     )
 
 
+def derive_sql(spec: str) -> str:
+    """PostgreSQL: fill the derived rollup ``spec`` (:data:`DERIVED`; empty) from the rows of
+    every grain of the rollup it is derived from, as a writer maintaining it would have
+    (money carried and :func:`capped`, as :func:`compact_sql` sums it). For a schema going
+    back to before migration 0013."""
+    source = DERIVED_FROM[spec]
+    keys = ", ".join(SPECS[spec])
+    money = _capped_sql(
+        f"sum(cost_nano) + div(sum(cost_frac), {FRAC})", f"mod(sum(cost_frac), {FRAC})",
+        "sum(cost_extra)", sqlite=False,
+    )  # fmt: skip
+    sums = [
+        money[MEASURES.index(m) - COST] if m in MEASURES[COST : COST + 3] else f"sum({m})"
+        for m in measures(spec)
+    ]
+    return (
+        f"INSERT INTO {table_name(spec)} (grain, bucket, {keys}, {', '.join(measures(spec))}) "
+        f"SELECT grain, bucket, {keys}, {', '.join(sums)} FROM {table_name(source)} "
+        f"GROUP BY grain, bucket, {keys}"
+    )
+
+
 def decimal_neg(a: Any) -> str | None:
     """``agentledger_dneg``: a decimal text negated exactly (SQLite; NULL stays NULL)."""
     return None if a is None else str(EXACT.minus(Decimal(str(a))))
@@ -963,12 +1009,15 @@ def _split(segment: Segment, mark: int, finer: str) -> list[Segment]:
     return [Segment(segment.source, lo, mark), Segment(finer, mark, hi)]
 
 
-def choose(needed: Iterable[str], *, histogram: bool = False) -> str | None:
-    """The first (smallest) rollup whose key has every ``needed`` dimension (and a latency
-    histogram, if asked), else None."""
+def choose(
+    needed: Iterable[str], *, histogram: bool = False, dialect: str | None = None
+) -> str | None:
+    """The first (smallest) rollup stored on ``dialect`` (None: every one) whose key has
+    every ``needed`` dimension (and a latency histogram, if asked), else None."""
     wanted = set(needed)
-    for spec, dims in SPECS.items():
-        if wanted <= set(dims) and not (histogram and spec in NO_HISTOGRAM):
+    skip = derived(dialect)
+    for spec in (s for s in _STORED_ORDER if s not in skip) if skip else SPECS:
+        if wanted <= set(SPECS[spec]) and not (histogram and spec in NO_HISTOGRAM):
             return spec
     return None
 

@@ -36,7 +36,8 @@ __all__ = ["HEAD_REVISION", "SQLStore", "StoreInfo", "normalize_url"]
 
 log = logging.getLogger("agentledger.store")
 
-HEAD_REVISION: Final = "0012_rollup_fillfactor"  # a test checks this against the migration scripts
+# A test checks this against the migration scripts.
+HEAD_REVISION: Final = "0013_postgres_derived_rollups"
 _MIGRATIONS: Final = Path(__file__).with_name("migrations")
 _COLS: Final = ", ".join(ROW_FIELDS)
 _SQLITE_INSERT: Final = (
@@ -594,15 +595,17 @@ def _upsert_rollups(
     again: bool = False,
     raw: bool = False,
     prepared: _Prepared | None = None,
+    skip: frozenset[str] | None = None,
 ) -> None:
     """Add ``params`` (store-ready rows with started_at in epoch µs; with ``raw``, as
     :meth:`SQLStore.write` takes them) to every rollup: the finest grain always, the coarser
     ones below ``marks`` (all of them without marks). ``again``: not the transaction's
     first call (PostgreSQL's stage tables hold rows). ``prepared``: :func:`_prepare` of
-    these ``params`` and ``marks``, made already."""
+    these ``params`` and ``marks``, made already. ``skip``: rollups not written (default:
+    those :data:`rollups.DERIVED` on ``dialect``; none below migration 0013)."""
     if not params or not enabled:
         return
-    grouped, folded, members = prepared or _prepare(params, dialect, marks, raw)
+    grouped, folded, members = prepared or _prepare(params, dialect, marks, raw, skip=skip)
     if marks is not None:  # first: on PostgreSQL, marks are locked before any rollup row
         _lower_totals_mark(cur, dialect, grouped, marks)
     if dialect == "sqlite":  # one writer at a time: no lock order to keep
@@ -656,12 +659,16 @@ def _prepare(
     marks: rollups.Marks | None,
     raw: bool,
     numbers: _Numbers | None = None,
+    skip: frozenset[str] | None = None,
 ) -> _Prepared:
     """The client's share of :func:`_upsert_rollups`, which needs no database: ``params``
     grouped, folded into rollup rows and, for PostgreSQL, formatted as COPY text, and
     (given ``numbers`` that know every user of the batch) the member bitmaps' upsert."""
     grouped = rollups.group(params, raw=raw)
-    folded: dict[str, Any] = rollups.fold(grouped, marks, lazy_users=dialect in rollups.LAZY_USERS)
+    if skip is None:
+        skip = rollups.derived(dialect)
+    lazy = dialect in rollups.LAZY_USERS
+    folded: dict[str, Any] = rollups.fold(grouped, marks, lazy_users=lazy, skip=skip)
     if dialect == "sqlite":
         return _Prepared(grouped, folded)
     for spec, rows in folded.items():
@@ -775,15 +782,25 @@ def _lower_totals_mark(
         )
 
 
-def compact_on(raw: Any, dialect: str, now_us: int, *, totals: bool = True) -> rollups.Marks:
+def compact_on(
+    raw: Any,
+    dialect: str,
+    now_us: int,
+    *,
+    totals: bool = True,
+    skip: frozenset[str] | None = None,
+) -> rollups.Marks:
     """Build the coarse rollup rows (and bitmaps) of every bucket closed at ``now_us`` that
     is not compacted yet, and move the marks; on ``raw`` in its open transaction.
 
     Minute rows make the hours of ``kinds`` and ``what``; then hour rows make the days of
     every rollup; then the user totals follow the days (unless ``totals`` is false: a
     schema from before them). Each row is recomputed from finer rows (which hold every
-    event), so running it twice or after a rebuild gives the same rows.
+    event), so running it twice or after a rebuild gives the same rows. ``skip``: rollups
+    not stored (default: :func:`rollups.derived`; none below migration 0013).
     """
+    if skip is None:
+        skip = rollups.derived(dialect)
     cur = raw.cursor()
     try:
         if dialect != "sqlite":  # writers hold the marks FOR SHARE: wait for them, not forever
@@ -808,7 +825,7 @@ def compact_on(raw: Any, dialect: str, now_us: int, *, totals: bool = True) -> r
             if coarse == "h" and dialect in rollups.LAZY_USERS:
                 _users_from_events(cur, lo, hi)
             for spec in rollups.SPECS:
-                if spec in specs:
+                if spec in specs and spec not in skip:
                     try:
                         cur.execute(rollups.compact_sql(spec, dialect), args)
                     except Exception as exc:
@@ -982,7 +999,9 @@ def _build_user_totals(
         reader.close()
 
 
-def rebuild_rollups_on(raw: Any, dialect: str, *, chunk: int = 50_000) -> int:
+def rebuild_rollups_on(
+    raw: Any, dialect: str, *, chunk: int = 50_000, skip: frozenset[str] | None = None
+) -> int:
     """Empty the rollups and refold every stored event, on ``raw`` in its open transaction
     (on PostgreSQL, with :data:`BITMAP_OR_SQL` run first: migrations older than the one
     that creates the function rebuild rollups too)."""
@@ -1003,7 +1022,7 @@ def rebuild_rollups_on(raw: Any, dialect: str, *, chunk: int = 50_000) -> int:
             while batch := reader.fetchmany(chunk):
                 if dialect != "sqlite":
                     batch = [rollups.store_ready(r) for r in batch]
-                _upsert_rollups(cur, batch, dialect, numbers, again=total > 0)
+                _upsert_rollups(cur, batch, dialect, numbers, again=total > 0, skip=skip)
                 total += len(batch)
         finally:
             reader.close()

@@ -76,7 +76,8 @@ def upgrade() -> None:
     if bind.execute(sa.text("SELECT 1 FROM events LIMIT 1")).first() is not None:
         from agentledger.store.sql import rebuild_rollups_on
 
-        rebuild_rollups_on(bind.connection.driver_connection, bind.dialect.name)
+        # Every rollup: below 0013 PostgreSQL stores the derived ones too.
+        rebuild_rollups_on(bind.connection.driver_connection, bind.dialect.name, skip=frozenset())
 
 
 def downgrade() -> None:

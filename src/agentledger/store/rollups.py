@@ -674,14 +674,8 @@ def compact_sql(spec: str, dialect: str) -> str:
         )  # fmt: skip
     else:
         bucket = "date_bin(:width, bucket, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
-        money = _capped_sql(
-            f"sum(cost_nano) + div(sum(cost_frac), {FRAC})", f"mod(sum(cost_frac), {FRAC})",
-            "sum(cost_extra)", sqlite=False,
-        )  # fmt: skip
-    sums = [
-        money[MEASURES.index(m) - COST] if m in MEASURES[COST : COST + 3] else f"sum({m})"
-        for m in measures(spec)
-    ]
+        money = None
+    sums = _measure_sums(spec, money)
     group = ", ".join(str(i) for i in range(2, 3 + len(keys)))
     replace = ", ".join(f"{m} = excluded.{m}" for m in measures(spec))
     sql = (
@@ -778,6 +772,21 @@ def user_totals_sql() -> str:
     )
 
 
+def _measure_sums(spec: str, money: tuple[str, str, str] | None = None) -> list[str]:
+    """SQL summing each of ``spec``'s measures over grouped rows: ``money`` (the three cost
+    columns' expressions; default PostgreSQL's, carried and :func:`capped`), ``sum()`` of
+    the others."""
+    if money is None:
+        money = _capped_sql(
+            f"sum(cost_nano) + div(sum(cost_frac), {FRAC})", f"mod(sum(cost_frac), {FRAC})",
+            "sum(cost_extra)", sqlite=False,
+        )  # fmt: skip
+    return [
+        money[MEASURES.index(m) - COST] if m in MEASURES[COST : COST + 3] else f"sum({m})"
+        for m in measures(spec)
+    ]
+
+
 def derive_sql(spec: str) -> str:
     """PostgreSQL: fill the derived rollup ``spec`` (:data:`DERIVED`; empty) from the rows of
     every grain of the rollup it is derived from, as a writer maintaining it would have
@@ -785,14 +794,7 @@ def derive_sql(spec: str) -> str:
     back to before migration 0013."""
     source = DERIVED_FROM[spec]
     keys = ", ".join(SPECS[spec])
-    money = _capped_sql(
-        f"sum(cost_nano) + div(sum(cost_frac), {FRAC})", f"mod(sum(cost_frac), {FRAC})",
-        "sum(cost_extra)", sqlite=False,
-    )  # fmt: skip
-    sums = [
-        money[MEASURES.index(m) - COST] if m in MEASURES[COST : COST + 3] else f"sum({m})"
-        for m in measures(spec)
-    ]
+    sums = _measure_sums(spec)
     return (
         f"INSERT INTO {table_name(spec)} (grain, bucket, {keys}, {', '.join(measures(spec))}) "
         f"SELECT grain, bucket, {keys}, {', '.join(sums)} FROM {table_name(source)} "

@@ -930,3 +930,27 @@ def test_postgresql_reads_kinds_bots_and_tenants_from_finer_rollups(pg_url: str)
 def _rollup_rows(store: SQLStore, spec: str) -> list[tuple[Any, ...]]:
     with store.engine.connect() as conn:
         return [tuple(r) for r in conn.execute(select(rollup_tables[spec]))]
+
+
+def test_merged_rollup_money_past_the_cap_stays_exact(db_url: str) -> None:
+    """Batches adding to the same rollup rows until their cost_nano passes NANO_CAP (about
+    $4.6e9 in one bucket): the merge moves the sum into cost_extra without overflowing 64
+    bits, and every answer stays exact."""
+    store = SQLStore(db_url)
+    minute0 = 20_000 * DAY_US + 5 * HOUR_US
+    cost = "9999999.123456789012345678901"  # 21 decimals: integer money, not cost_extra
+    for b in range(3):  # ~$2e9 per batch: past the cap at the third
+        batch = [_event_row(minute0 + b * 1_000_000 + i * 1_000, cost, f"u{i % 3}")
+                 for i in range(200)]  # fmt: skip
+        assert store.write(batch) == 200
+    raw, query = Query(store, use_rollups=False), Query(store)
+    expected = raw.totals()
+    assert expected.cost_usd == rollups.EXACT.multiply(Decimal(cost), 600)
+    assert query.totals() == expected
+    assert query.breakdown(("bot_id", "kind")) == raw.breakdown(("bot_id", "kind"))
+    assert query.breakdown("user_id") == raw.breakdown("user_id")
+    with store.engine.connect() as conn:
+        for spec, table in rollup_tables.items():
+            top = conn.execute(select(func.max(func.abs(table.c.cost_nano)))).scalar()
+            assert top is None or top < rollups.NANO_CAP, spec
+    store.close()

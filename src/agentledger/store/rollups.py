@@ -621,7 +621,11 @@ def _additions(spec: str, *, sqlite: bool) -> str:
     table = table_name(spec)
     nano, frac, extra = (f"{table}.{m}" for m in MEASURES[COST : COST + 3])
     frac_sum = f"{frac} + excluded.cost_frac"
-    carry = f"({frac_sum}) / {FRAC}" if sqlite else f"div({frac_sum}, {FRAC})"
+    # Integer division on both databases: both cost_frac values lie in [0, FRAC), so it is
+    # the floor, and the sum stays in 64 bits (each cost_nano is below NANO_CAP = 2**62).
+    # PostgreSQL's div() takes numerics: the whole money expression then ran in numeric,
+    # ~1.7 µs of an updated row's ~9.4 µs merge.
+    carry = f"({frac_sum}) / {FRAC}"
     extras = f"agentledger_dadd({extra}, excluded.cost_extra)" if sqlite else (
         f"{extra} + excluded.cost_extra")  # fmt: skip
     added = (f"CASE WHEN excluded.cost_extra IS NULL THEN {extra} "

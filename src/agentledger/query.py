@@ -405,8 +405,7 @@ class Query:
         it spans."""
         from .store.schema import rollup_user_totals, user_numbers
 
-        # The kinds of kinds' rows, or of what's where kinds are derived (the same kinds).
-        kinds_table = rollup_tables[rollups.choose(("kind",), dialect=self._dialect) or "what"]
+        kinds_table = rollup_tables[rollups.stored("kinds", self._dialect)]
         user, kind = filters.get("user_id"), filters.get("kind")
         users = (
             select(literal(user).label("user_id"))

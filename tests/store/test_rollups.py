@@ -58,8 +58,8 @@ def test_upgrading_a_database_with_events_fills_the_rollups(db_url: str) -> None
     store = SQLStore(db_url)  # migrates to head, rebuilding the rollups from the events
     assert store.revision() == HEAD_REVISION
     with store.engine.connect() as conn:
-        kinds = rollups.choose(("kind",), dialect=store.dialect)  # derived on PostgreSQL
-        assert conn.execute(select(rollup_tables[kinds or "kinds"])).first() is not None
+        kinds = rollups.stored("kinds", store.dialect)  # what's, on PostgreSQL
+        assert conn.execute(select(rollup_tables[kinds])).first() is not None
     assert Query(store).totals(distinct_users=True) == expected
     assert Query(store).totals(distinct_users=True).calls == 40
     marks = store.marks()
@@ -253,8 +253,8 @@ def test_money_of_integer_parts_is_the_tidy_decimal() -> None:
 def _rollup_calls(store: SQLStore, spec: str, grain: str) -> int:
     """Calls in ``spec``'s rows of ``grain``: those of the rollup it is read from where the
     schema (at head) derives it (kinds, bots and tenants on PostgreSQL)."""
-    if spec in rollups.derived(store.dialect) and store.revision() == HEAD_REVISION:
-        spec = rollups.DERIVED_FROM[spec]
+    if store.revision() == HEAD_REVISION:
+        spec = rollups.stored(spec, store.dialect)
     table = rollup_tables[spec]
     with store.engine.connect() as conn:
         return int(

@@ -63,6 +63,8 @@ from .._aggregates import DURATION_BOUNDS_S, EXACT
 
 __all__ = [
     "COMPILED",
+    "DERIVED",
+    "DERIVED_FROM",
     "EXACT",
     "HIST_COLUMNS",
     "LAZY_USERS",
@@ -75,6 +77,8 @@ __all__ = [
     "choose",
     "compact_sql",
     "compiled",
+    "derive_sql",
+    "derived",
     "epoch_us",
     "flip",
     "fold",
@@ -86,6 +90,8 @@ __all__ = [
     "refine",
     "split_cost",
     "store_ready",
+    "stored",
+    "user_totals_sql",
     "users_from_events_sql",
 ]
 
@@ -127,10 +133,10 @@ LAZY_USERS: Final = frozenset(("postgresql",))
 #: ``rollup_write_cost`` benchmark, while a report reads their few rows from the finer
 #: rollup about as fast (a day of ``what`` is a few hundred rows). SQLite keeps them all
 #: (its upserts are cheap). Their tables stay, empty, on PostgreSQL (migration 0013).
-DERIVED: Final = {"postgresql": frozenset(("kinds", "bots", "tenants"))}
 #: Each derivable rollup's finer one (every key of the first is a key of the second).
 DERIVED_FROM: Final = {"kinds": "what", "bots": "attribution", "tenants": "attribution"}
-#: Where rollups are derived: the stored ones in the order :func:`choose` tries them
+DERIVED: Final = {"postgresql": frozenset(DERIVED_FROM)}
+#: Where those are derived: the stored rollups in the order :func:`choose` tries them
 #: (``users``, lazily written and the largest, last).
 _STORED_ORDER: Final = ("what", "attribution", "users")
 
@@ -138,6 +144,12 @@ _STORED_ORDER: Final = ("what", "attribution", "users")
 def derived(dialect: str | None) -> frozenset[str]:
     """The rollups not stored on ``dialect`` (see :data:`DERIVED`)."""
     return DERIVED.get(dialect or "", frozenset())
+
+
+def stored(spec: str, dialect: str | None) -> str:
+    """The rollup whose rows answer ``spec`` on ``dialect``: itself, or the finer one it is
+    derived from there."""
+    return DERIVED_FROM[spec] if spec in derived(dialect) else spec
 
 
 #: Rollups without a latency histogram: ``users`` has a row per active user and hour, the
@@ -1021,8 +1033,7 @@ def choose(
     """The first (smallest) rollup stored on ``dialect`` (None: every one) whose key has
     every ``needed`` dimension (and a latency histogram, if asked), else None."""
     wanted = set(needed)
-    skip = derived(dialect)
-    for spec in (s for s in _STORED_ORDER if s not in skip) if skip else SPECS:
+    for spec in _STORED_ORDER if derived(dialect) else SPECS:
         if wanted <= set(SPECS[spec]) and not (histogram and spec in NO_HISTOGRAM):
             return spec
     return None

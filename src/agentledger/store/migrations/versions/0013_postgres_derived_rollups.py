@@ -21,18 +21,18 @@ down_revision = "0012_rollup_fillfactor"
 branch_labels = None
 depends_on = None
 
-TABLES = ("rollup_kinds", "rollup_bots", "rollup_tenants")
+SPECS = ("kinds", "bots", "tenants")
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"TRUNCATE {', '.join(TABLES)}")
+        op.execute(f"TRUNCATE {', '.join(f'rollup_{spec}' for spec in SPECS)}")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         from agentledger.store.rollups import derive_sql
 
-        for spec in ("kinds", "bots", "tenants"):
+        for spec in SPECS:
             op.execute(f"DELETE FROM rollup_{spec}")
             op.execute(derive_sql(spec))

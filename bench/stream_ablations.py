@@ -23,28 +23,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import integrations as bench
-
-
-def _bare_event(self: Any, sse: Any) -> bool:
-    return '"choices": []' in sse.data  # the usage-only chunk dropped, nothing read
-
-
-def _first_token_only(self: Any, data: str, final: bool = False) -> None:
-    self.odd_json = False
-    if '"content": "' in data and '"content": ""' not in data:
-        self.call.first_token_at = time.perf_counter()
-
-
-def _keep_raw(self: Any, data: str) -> bool:
-    self.usage_raw = data
-    return True
 
 
 def _passthrough(original: Any, adapter: Any, ledger_ref: Any) -> Any:
@@ -54,38 +38,27 @@ def _passthrough(original: Any, adapter: Any, ledger_ref: Any) -> Any:
     return wrapper
 
 
+def _done(self: Any, read: Any) -> None:
+    self.done = True
+
+
 #: variant -> what it replaces (``module.Class.attribute`` -> no-op), and what it means.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "full": ("agentledger as it is", {}),
-    "nowatch": ("the raw-event watcher is a bare filter (no model, usage, tokens, tools)",
-                {"openai._ChatWatcher.on_event": _bare_event}),
-    "noread": ("no event read but the usage-only chunk",
-               {"openai._ChatWatcher._read": lambda self, data, final=False: None}),
-    "nousage": ("the usage-only chunk dropped unread",
+    "nousage": ("the usage-only chunk dropped undecoded (recorded as an estimate)",
                 {"openai._ChatWatcher._take_usage": lambda self, data: True}),
-    "deferall": ("only the first token's time taken; the usage chunk kept unparsed (what a "
-                 "design parsing everything on the writer's thread would leave)",
-                 {"openai._ChatWatcher._take_usage": _keep_raw,
-                  "openai._ChatWatcher._read": _first_token_only,
-                  "openai._ChatWatcher.settle": lambda self: None}),
-    "nofinish": ("the stream's end records nothing",
-                 {"_common._StreamProxyBase._al_finish": lambda self, **kw: None,
-                  "_common._StreamProxyBase.__del__": lambda self: None}),
-    "norecord": ("the call is finished but not recorded",
-                 {"_common.Call._record": lambda self, *a, **kw: None}),
-    "noproxy": ("nofinish, and the SDK's own stream returned (watched, no stand-in)",
-                {"_common._watched": lambda result, call, watcher: (
-                    watcher.attach(result, call), None)[1],
-                 "_common.Call.finish": lambda self, **kw: None}),
+    "nofirst": ("no event tested for the first token (nor kept before it)",
+                {"openai._ChatWatcher._until_first_token": lambda self, data, call: None}),
+    "norecord": ("the call is finished but not recorded (nothing handed to the writer)",
+                 {"_common.Call.finish_later": _done}),
+    "nofinish": ("the stream's end records nothing (no finish, no closer)",
+                 {"openai._ChatWatcher.finish": lambda self, **kw: None,
+                  "openai._Closer.__del__": lambda self: None}),
     "setup": ("the call's set-up only (Call, prepare); the SDK's stream, bare filter",
               {"openai._ChatAdapter.wrap_result": lambda self, result, call, watcher, parsed:
                bench._floor(result)}),
     "wrapper": ("a wrapper that only asks for the usage and adds the bare filter",
                 {"openai.sync_wrapper": _passthrough}),
-    "both": ("nowatch and nofinish: the call's set-up and the proxy are left",
-             {"openai._ChatWatcher.on_event": _bare_event,
-              "_common._StreamProxyBase._al_finish": lambda self, **kw: None,
-              "_common._StreamProxyBase.__del__": lambda self: None}),
 }  # fmt: skip
 
 

@@ -82,6 +82,10 @@ class LedgerStats:
     last_error: str | None
 
 
+#: ``Ledger._row``'s arguments, or a function that gives them (read when the row is built).
+LaterArgs = tuple[Any, ...] | Callable[[], tuple[Any, ...]]
+
+
 class _Later:
     """A record whose row the writer builds: ``Ledger._row(*args)`` run in ``ctx``.
 
@@ -91,9 +95,15 @@ class _Later:
 
     __slots__ = ("args", "ctx")
 
-    def __init__(self, ctx: contextvars.Context, args: tuple[Any, ...]) -> None:
+    def __init__(self, ctx: contextvars.Context, args: LaterArgs) -> None:
         self.ctx = ctx
         self.args = args
+
+    def build(self, row: Callable[..., Row]) -> Row:
+        args = self.args
+        if type(args) is not tuple:
+            args = args()  # type: ignore[operator]
+        return self.ctx.run(row, *args)
 
 
 class Ledger:
@@ -501,8 +511,17 @@ class Ledger:
             self._start_writer()
         return True
 
-    def _record_later(self, ctx: contextvars.Context, args: tuple[Any, ...]) -> None:
-        """Record an event whose row the writer builds: ``_row(*args)`` run in ``ctx``.
+    def _record_args(self, args: tuple[Any, ...]) -> str | None:
+        """Record the event of ``_row(*args)`` now, as ``record_*`` do (its id, or None)."""
+        try:
+            row = self._row(*args)
+        except Exception as exc:
+            return self._reject(exc)
+        return self._accept(row)
+
+    def _record_later(self, ctx: contextvars.Context, args: LaterArgs) -> None:
+        """Record an event whose row the writer builds: ``_row(*args)`` run in ``ctx``
+        (``args`` may be a function giving them, called when the row is built).
 
         For recorders whose values are known to be well formed (the SDK integrations):
         the caller's thread only appends to the buffer, and validation, attribution (from
@@ -512,15 +531,16 @@ class Ledger:
         built and written at once, as ``record_*`` do (and ``strict=True`` raises a bad
         one, as they do). No event id is returned: callers that need it use ``record_*``.
         """
+        later = _Later(ctx, args)
         if self._sync:
             try:
-                row = ctx.run(self._row, *args)
+                row = later.build(self._row)
             except Exception as exc:
                 self._reject(exc)
                 return
             self._accept(row)
             return
-        self._enqueue(_Later(ctx, args))
+        self._enqueue(later)
 
     def _built(self, items: list[Any]) -> list[Row]:
         """``items`` with every :meth:`_record_later` record built into its row (the writer's
@@ -532,7 +552,7 @@ class Ledger:
                 out.append(item)
                 continue
             try:
-                out.append(item.ctx.run(self._row, *item.args))
+                out.append(item.build(self._row))
             except Exception as exc:
                 failed += 1
                 self._log_limited("agentledger: rejected a record: %s", exc)

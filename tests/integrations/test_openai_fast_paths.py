@@ -26,12 +26,14 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from agentledger import Event, Ledger
 from agentledger.integrations import openai as al_openai
+from agentledger.integrations._common import Call
 from agentledger.integrations.openai import (
     _CHAT,
     _READ_EVERY,
+    _SKIP,
     _ChatWatcher,
-    _skip_usage_events,
     _usage_event,
+    _watch_events,
 )
 
 from ._stored import events, only_event
@@ -59,9 +61,18 @@ def client(fake: Any) -> Iterator[openai.OpenAI]:
 
 
 def watcher_of(stream: Any) -> _ChatWatcher:
-    watcher = object.__getattribute__(stream, "_al_watcher")
+    """The watcher of a stream handed out as it is (raw events watched) or behind a proxy."""
+    try:
+        watcher = object.__getattribute__(stream, "_al_watcher")
+    except AttributeError:
+        watcher = vars(stream)["close"].watcher
     assert isinstance(watcher, _ChatWatcher)
     return watcher
+
+
+def no_raw_watching(stream: Any, watcher: Any, call: Any) -> bool:
+    """In place of ``_watch_events``: the typed chunks are watched, behind a proxy."""
+    return False
 
 
 def stable(event: Event) -> dict[str, Any]:
@@ -107,7 +118,7 @@ def test_without_the_hook_the_typed_chunk_gives_the_same_event(
     al_openai.instrument(ledger=ledger)
     fast_chunks, fast = stream_once(client)
     with monkeypatch.context() as m:
-        m.setattr(al_openai, "_skip_usage_events", lambda stream, watcher: False)
+        m.setattr(al_openai, "_watch_events", no_raw_watching)
         slow_chunks, slow = stream_once(client)
     assert (fast.usage_events_skipped, slow.usage_events_skipped) == (1, 0)
     assert [c.model_dump() for c in fast_chunks] == [c.model_dump() for c in slow_chunks]
@@ -125,7 +136,7 @@ def test_a_raw_usage_chunk_the_watcher_cannot_read_is_still_hidden(
     al_openai.instrument(ledger=ledger)
     monkeypatch.setattr(_ChatWatcher, "on_usage_event", lambda self, data: False)
     chunks, watcher = stream_once(client)
-    assert watcher.usage_events_skipped == 0
+    assert watcher.usage_events_skipped == 1  # kept from the SDK, then not read
     assert len(chunks) == 5
     assert all(c.choices for c in chunks)
     e = only_event(ledger)
@@ -221,7 +232,7 @@ def test_a_long_stream_closed_early_counts_every_event_it_saw(
 
     raw = once()
     with monkeypatch.context() as m:
-        m.setattr(al_openai, "_skip_usage_events", lambda stream, watcher: False)
+        m.setattr(al_openai, "_watch_events", no_raw_watching)
         typed = once()
     assert raw.call is not None
     assert typed.call is None
@@ -251,18 +262,19 @@ def test_a_long_stream_closed_early_counts_every_event_it_saw(
                      False, False, id="key-text-in-content"),
     ],
 )  # fmt: skip
-def test_raw_choices_and_usage_detection(data: str, no_choices: bool, usage: bool) -> None:
+def test_raw_choices_and_usage_detection(
+    data: str, no_choices: bool, usage: bool, ledger: Ledger
+) -> None:
     """The usage-only chunk is kept from the SDK and a usage on any chunk is read, by the
     watcher itself and through the SDK-shaped stream's event filter."""
     from agentledger.integrations.openai import _no_choices
 
     assert json.loads(data)  # the cases are valid JSON
     assert _no_choices(data) is no_choices
-    watcher, filtered = _ChatWatcher(hide_usage_chunk=True), _ChatWatcher(hide_usage_chunk=True)
-    taken = watcher.on_event(mock.Mock(data=data))
-    stream = _Events([data])
-    assert _skip_usage_events(stream, filtered) is True
-    passed = [sse.data for sse in stream._iter_events()]
+    watcher = _ChatWatcher(hide_usage_chunk=True)
+    taken = watcher.on_event(data) == _SKIP
+    watcher.settle()
+    passed, filtered = filter_events([data], ledger)
     assert (passed == []) is taken is (no_choices and usage)
     assert (watcher.usage is not None) is (filtered.usage is not None) is usage
 
@@ -272,38 +284,67 @@ class _Events:
 
     def __init__(self, data: list[str]) -> None:
         self.data = data
+        self.closed = False
 
     def _iter_events(self) -> Iterator[Any]:
         for text in self.data:
             yield mock.Mock(data=text)
 
+    def close(self) -> None:
+        self.closed = True
 
-def test_skip_usage_events_filters_only_the_usage_only_event() -> None:
+
+def raw_call(ledger: Ledger) -> Call:
+    return Call(_CHAT, {"model": "m"}, lambda: ledger)
+
+
+def filter_events(data: list[str], ledger: Ledger) -> tuple[list[str], _ChatWatcher]:
+    """The events of an SDK-shaped stream that reach the SDK through the event filter, and
+    the watcher once its call is recorded (read by the ledger's writer)."""
+    stream = _Events(data)
+    watcher = _ChatWatcher(hide_usage_chunk=True)
+    assert _watch_events(stream, watcher, raw_call(ledger)) is True
+    passed = [sse.data for sse in stream._iter_events()]
+    assert ledger.flush()
+    return passed, watcher
+
+
+def test_the_event_filter_keeps_only_the_usage_only_event(ledger: Ledger) -> None:
     usage_only = json.dumps({"model": "m", "choices": [], "usage": {"prompt_tokens": 7}})
     compact = '{"model":"m","choices":[],"usage":{"prompt_tokens":8}}'
     content = json.dumps({"model": "m", "choices": [{"delta": {"content": '"choices":[]'}}]})
-    stream = _Events([content, usage_only, compact, "[DONE]"])
-    watcher = _ChatWatcher(hide_usage_chunk=True)
-    assert _skip_usage_events(stream, watcher) is True
-    assert [sse.data for sse in stream._iter_events()] == [content, "[DONE]"]
+    passed, watcher = filter_events([content, usage_only, compact, "[DONE]"], ledger)
+    assert passed == [content]  # the filter stops at [DONE], as the SDK does
     assert watcher.usage_events_skipped == 2
     assert watcher.usage is not None
     assert watcher.usage.input_tokens == 8  # the last one wins, as with typed chunks
     assert watcher.model == "m"
+    e = only_event(ledger)
+    assert (e.model, e.input_tokens) == ("m", 8)
 
 
-def test_skip_usage_events_is_not_installed_where_the_sdk_differs() -> None:
+def test_the_event_filter_is_not_installed_where_the_sdk_differs(ledger: Ledger) -> None:
     watcher = _ChatWatcher(hide_usage_chunk=True)
-    assert _skip_usage_events(object(), watcher) is False  # no _iter_events
+    call = raw_call(ledger)
+    assert _watch_events(object(), watcher, call) is False  # no _iter_events
 
     class NotAGenerator:
         def _iter_events(self) -> list[Any]:
             return []
 
-    assert _skip_usage_events(NotAGenerator(), watcher) is False
+        def close(self) -> None:
+            pass
+
+    assert _watch_events(NotAGenerator(), watcher, call) is False
+
+    class NoClose:
+        def _iter_events(self) -> Iterator[Any]:
+            yield from ()
+
+    assert _watch_events(NoClose(), watcher, call) is False
     stream = _Events([])
     stream._iter_events = lambda: iter(())  # type: ignore[method-assign]
-    assert _skip_usage_events(stream, watcher) is False  # already replaced on the instance
+    assert _watch_events(stream, watcher, call) is False  # already replaced on the instance
 
 
 @pytest.mark.parametrize(
@@ -462,15 +503,15 @@ def test_a_long_request_model_is_checked_as_before(
 
 
 # --- session 4: cheaper reads, no reference cycle, the positional record -----------------------
-def test_the_filter_leaves_the_stream_once_started_so_no_cycle_keeps_it() -> None:
+def test_the_filter_leaves_the_stream_once_started_so_no_cycle_keeps_it(ledger: Ledger) -> None:
     """A finished stream is freed by reference counting, as the SDK's own streams are."""
     stream = _Events(['{"choices":[],"usage":{"prompt_tokens":3}}', "[DONE]"])
     watcher = _ChatWatcher(hide_usage_chunk=True)
-    assert _skip_usage_events(stream, watcher) is True
-    events_ = stream._iter_events()
+    assert _watch_events(stream, watcher, raw_call(ledger)) is True
     assert "_iter_events" in vars(stream)  # not started yet: still there
-    assert [sse.data for sse in events_] == ["[DONE]"]
+    events_ = stream._iter_events()  # (as the SDK does when iteration starts)
     assert "_iter_events" not in vars(stream)
+    assert [sse.data for sse in events_] == []  # [DONE] after the usage: the end
     ref = weakref.ref(stream)
     gc.disable()
     try:
@@ -478,6 +519,7 @@ def test_the_filter_leaves_the_stream_once_started_so_no_cycle_keeps_it() -> Non
         assert ref() is None  # no garbage collection needed
     finally:
         gc.enable()
+    assert only_event(ledger).input_tokens == 3
     assert watcher.usage is not None
     assert watcher.usage.input_tokens == 3
 
@@ -489,13 +531,13 @@ def test_the_filtered_sdk_stream_is_freed_without_the_garbage_collector(
     stream = client.chat.completions.create(
         model="gpt-4o", messages=MESSAGES, stream=True, extra_headers=usage_header()
     )
-    inner = object.__getattribute__(stream, "_al_inner")
-    ref = weakref.ref(inner)
+    assert type(stream) is openai.Stream  # the SDK's own, watched on its raw events
+    ref = weakref.ref(stream)
     gc.collect()
     gc.disable()
     try:
         assert len(list(stream)) == 5
-        del stream, inner
+        del stream
         assert ref() is None
     finally:
         gc.enable()
@@ -616,8 +658,9 @@ def test_raw_and_typed_watching_record_the_same(
 
     raw_chunks, raw = once()
     with monkeypatch.context() as m:
-        m.setattr(al_openai, "_skip_usage_events", lambda stream, watcher: False)
+        m.setattr(al_openai, "_watch_events", no_raw_watching)
         typed_chunks, typed = once()
+    first, second = events(ledger)  # (the raw call's events were read by the writer)
     assert raw.call is not None
     assert typed.call is None  # watched on the typed chunks
     assert [c.model_dump() for c in raw_chunks] == [c.model_dump() for c in typed_chunks]
@@ -630,13 +673,13 @@ def test_raw_and_typed_watching_record_the_same(
     elif usage_on == "none":  # no usage came: both count every token
         assert raw.tokens_seen == typed.tokens_seen
         assert raw.complete_usage is typed.complete_usage is False
-    else:  # the raw watcher stops counting (an estimate) once the usage has come
-        assert 1 <= raw.tokens_seen <= typed.tokens_seen
-    assert raw.tokens_seen > (_READ_EVERY if "x-fake-chunks" in headers else 0)
+    else:  # the raw watcher counts no token (an estimate) read after the usage came
+        assert raw.tokens_seen <= typed.tokens_seen
+    if "x-fake-chunks" in headers:  # runs of events read before the usage came
+        assert raw.tokens_seen > _READ_EVERY
     tools = frozenset({"get_weather", "search"}) if "x-fake-tools" in headers else frozenset()
     assert raw.tool_names == tools
-    assert raw._unread == []  # every kept event was read when the stream ended
-    first, second = events(ledger)
+    assert raw._unread == []  # every kept event was read when the call was recorded
     assert stable(first) == stable(second)
     assert first.metadata["ttft_ms"] >= 0
     assert second.metadata["ttft_ms"] >= 0

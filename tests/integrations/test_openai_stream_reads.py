@@ -8,6 +8,7 @@ stream closed before the SDK got to the usage event; a connection lost after it)
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -18,10 +19,9 @@ import pytest
 
 from agentledger import Event, Ledger
 from agentledger.integrations import openai as al_openai
-from agentledger.integrations.openai import _ChatWatcher
 
 from ._stored import events, only_event
-from .test_openai_fast_paths import MESSAGES, USAGE
+from .test_openai_fast_paths import MESSAGES, USAGE, no_raw_watching, watcher_of
 
 
 def test_next_close_and_iteration_through_the_proxy(fake: Any, ledger: Ledger) -> None:
@@ -113,12 +113,6 @@ def async_client(size: int) -> openai.AsyncOpenAI:
                                   transport=httpx.MockTransport(handler)))  # fmt: skip
 
 
-def watcher_of(stream: Any) -> _ChatWatcher:
-    watcher = object.__getattribute__(stream, "_al_watcher")
-    assert isinstance(watcher, _ChatWatcher)
-    return watcher
-
-
 def dumps(chunks: list[Any]) -> list[dict[str, Any]]:
     return [c.model_dump() for c in chunks]
 
@@ -201,7 +195,7 @@ def _raw_and_typed(
     recorded are equal but for what differs from call to call; the first is returned."""
     run()
     with monkeypatch.context() as m:
-        m.setattr(al_openai, "_skip_usage_events", lambda stream, watcher: False)
+        m.setattr(al_openai, "_watch_events", no_raw_watching)
         run()
     raw, typed = events(ledger)
     assert _stable(raw) == _stable(typed)
@@ -251,10 +245,10 @@ def test_a_connection_lost_after_the_usage_event_records_what_the_typed_path_rec
 def test_a_failing_attach_is_logged_and_the_stream_still_recorded(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def boom(self: Any, stream: Any) -> None:
+    def boom(*args: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(_ChatWatcher, "attach", boom)
+    monkeypatch.setattr(al_openai, "_watch_events", boom)
     with sync_client(7) as client:
         al_openai.wrap(client, ledger)
         stream = client.chat.completions.create(model="o3-mini", messages=MESSAGES, stream=True)
@@ -288,7 +282,8 @@ def test_a_failing_stream_check_is_logged_and_the_sdks_stream_returned(
 
     from agentledger.integrations import _common
 
-    monkeypatch.setattr(_common.AsyncStreamProxy, "__init__", boom)
+    monkeypatch.setattr(al_openai, "_watch_events", boom)  # no raw watching: a proxy, which
+    monkeypatch.setattr(_common.AsyncStreamProxy, "__init__", boom)  # fails too
 
     async def main() -> Any:
         async with async_client(7) as client:
@@ -301,3 +296,121 @@ def test_a_failing_stream_check_is_logged_and_the_sdks_stream_returned(
 
     asyncio.run(main())
     assert "could not record a chat.completions call" in caplog.text
+
+
+# --- the SDK's own stream, watched on its raw events: errors, leaving, dropping --------------
+def body_client(body: bytes, size: int = 100_000) -> openai.OpenAI:
+    """A client whose every stream answers ``body`` (``size`` bytes at a time)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"},
+                              stream=_Pieces(body, size))  # fmt: skip
+
+    transport = httpx.MockTransport(answer)
+    return openai.OpenAI(base_url="http://fake.invalid/v1", api_key="x", max_retries=0,
+                         http_client=httpx.Client(transport=transport))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        ({"message": "overloaded", "type": "server_error"}, "overloaded"),
+        ({"type": "server_error"}, "An error occurred during streaming"),  # the SDK's words
+        ("bad", "An error occurred during streaming"),
+    ],
+)
+def test_an_error_event_records_the_error_the_sdk_raises(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, error: Any, message: str
+) -> None:
+    """The SDK raises ``APIError`` on an event with an ``error``: the raw watcher, which
+    sees the event but not the exception, records the same error as the typed path."""
+    body = HEAD[: HEAD.index(b"\n\n") + 2] + _event({"error": error}) + USAGE_EVENT + DONE
+
+    def run() -> None:
+        with body_client(body) as client:
+            al_openai.wrap(client, ledger)
+            stream = client.chat.completions.create(model="o3-mini", messages=MESSAGES, stream=True)
+            with pytest.raises(openai.APIError) as info:
+                list(stream)
+            assert type(info.value) is openai.APIError
+            assert str(info.value) == message
+
+    raw = _raw_and_typed(ledger, monkeypatch, run)
+    assert (raw.status, raw.error_type, raw.error_message) == ("error", "APIError", message)
+    assert raw.metadata["partial"] is True
+    assert raw.metadata["usage_estimated"] is True
+    assert [e.error_message for e in events(ledger)] == [message, message]
+
+
+def test_a_stream_never_read_is_recorded_when_freed(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK's stream holds its own unstarted generator, which holds the stream: dropped
+    unread, it is freed by the garbage collector, and the call is recorded then."""
+
+    def run() -> None:
+        before = len(events(ledger))
+        with sync_client(100_000) as client:
+            al_openai.wrap(client, ledger)
+            stream = client.chat.completions.create(model="o3-mini", messages=MESSAGES, stream=True)
+            assert len(events(ledger)) == before
+            del stream
+            gc.collect()
+            assert len(events(ledger)) == before + 1
+
+    raw = _raw_and_typed(ledger, monkeypatch, run)
+    assert raw.metadata["stream_closed_early"] is True
+    assert raw.metadata["usage_estimated"] is True
+    assert raw.output_tokens == 0
+
+
+def test_close_records_at_once_and_then_closes_the_sdks_stream(ledger: Ledger) -> None:
+    with sync_client(7) as client:
+        al_openai.wrap(client, ledger)
+        stream = client.chat.completions.create(model="o3-mini", messages=MESSAGES, stream=True)
+        assert type(stream) is openai.Stream
+        next(iter(stream))
+        assert events(ledger) == []
+        stream.close()
+        e = only_event(ledger)  # recorded by close(), before the stream is dropped
+        assert e.metadata["stream_closed_early"] is True
+        assert stream.response.is_closed
+        stream.close()  # twice: harmless, nothing more recorded
+    assert len(events(ledger)) == 1
+
+
+def test_async_stream_left_early_records_what_the_typed_path_records(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def run() -> None:
+        async def main() -> None:
+            async with async_client(7) as client:
+                al_openai.wrap(client, ledger)
+                stream = await client.chat.completions.create(
+                    model="o3-mini", messages=MESSAGES, stream=True
+                )
+                async with stream:
+                    async for _ in stream:
+                        break
+                assert stream.response.is_closed
+
+        asyncio.run(main())
+
+    raw = _raw_and_typed(ledger, monkeypatch, run)
+    assert raw.metadata["stream_closed_early"] is True
+    assert raw.metadata["usage_estimated"] is True
+
+
+def test_a_sync_durability_ledger_writes_a_raw_watched_stream_at_once(tmp_path: Any) -> None:
+    """With ``durability="sync"`` the row is built on the caller's thread when the stream
+    ends (the reads the writer would do are done there)."""
+    ledger = Ledger(f"sqlite:///{tmp_path}/s.db", durability="sync", handle_signals=False)
+    try:
+        with sync_client(7) as client:
+            al_openai.wrap(client, ledger)
+            stream = client.chat.completions.create(model="o3-mini", messages=MESSAGES, stream=True)
+            assert len(list(stream)) == len(CONTENT)
+            assert ledger.stats().written == 1  # no flush needed
+        assert_exact(only_event(ledger))
+    finally:
+        ledger.close()

@@ -39,6 +39,8 @@ __all__ = [
     "Usage",
     "async_wrapper",
     "attr",
+    "finish_stream",
+    "proxied",
     "sync_wrapper",
     "tool_parent",
 ]
@@ -174,17 +176,19 @@ class StreamWatcher:
     # may stop counting once the provider's final usage has come).
     tokens_seen: int = 0
     tool_names: frozenset[str] = frozenset()  # tools the streamed response asks for
-    # Set by ``attach`` when the stream's raw events are watched (the model, tokens, tools,
-    # the first token's time, the usage are read there): the typed items then only pass
-    # through, and ``on_item`` is not called.
-    raw_watched: bool = False
 
     def on_item(self, item: Any) -> tuple[bool, bool]:
         """Return (pass the item to the caller, the item carries generated content)."""
         return True, False
 
-    def attach(self, stream: Any, call: Call) -> None:
-        """Called with the SDK stream and its call before anything reads it (a hook)."""
+    def attach(self, stream: Any, call: Call) -> bool:
+        """Called with the SDK stream and its call before anything reads it (a hook).
+
+        True if the watcher now records the call itself (it watches the stream's raw
+        events, see ``openai._watch_events``): the caller then gets the SDK's stream as it
+        is. False: the stream is handed out behind a proxy that reads its typed items.
+        """
+        return False
 
     def settle(self) -> None:
         """Finish reading what was seen so far (a hook: called before the call is recorded)."""
@@ -249,23 +253,27 @@ _API_RESPONSES: Final = ("APIResponse", "AsyncAPIResponse")
 _RAW_RESPONSES: Final = ("LegacyAPIResponse", "APIResponse", "AsyncAPIResponse")
 
 
-def _watched(result: Any, call: Call, watcher: StreamWatcher) -> _StreamProxyBase | None:
-    """``result`` wrapped so its items are watched, if it is an SDK stream; else None."""
-    if hasattr(result, "response"):
-        if hasattr(result, "__iter__"):
-            proxy: _StreamProxyBase = SyncStreamProxy(result, call, watcher)
-        elif hasattr(result, "__aiter__"):
-            proxy = AsyncStreamProxy(result, call, watcher)
-        else:
-            return None
-    else:
-        return None
+def _watched(result: Any, call: Call, watcher: StreamWatcher) -> Any:
+    """``result`` watched, if it is an SDK stream (itself, when the watcher took over its
+    raw events; else behind a proxy that reads its items); else None."""
     try:
-        watcher.attach(result, call)
+        if watcher.attach(result, call):
+            return result
     except Exception:
         log.warning("agentledger: could not attach to a %s stream", call.adapter.endpoint,
                     exc_info=True)  # fmt: skip
-    return proxy
+    return proxied(result, call, watcher)
+
+
+def proxied(result: Any, call: Call, watcher: StreamWatcher) -> _StreamProxyBase | None:
+    """``result`` behind a proxy that reads its items, if it is an SDK stream; else None."""
+    if not hasattr(result, "response"):
+        return None
+    if hasattr(result, "__iter__"):
+        return SyncStreamProxy(result, call, watcher)
+    if hasattr(result, "__aiter__"):
+        return AsyncStreamProxy(result, call, watcher)
+    return None
 
 
 RAW_RESPONSE_HEADER: Final = "X-Stainless-Raw-Response"
@@ -401,6 +409,14 @@ class Call:
         self.streaming = False
         self.done = False
 
+    def ledger(self) -> Ledger:
+        ledger = self._ledger_ref()
+        if ledger is None:
+            from .._default import get_ledger
+
+            ledger = get_ledger()
+        return ledger
+
     def mark_token(self) -> None:
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
@@ -444,6 +460,26 @@ class Call:
                 log.warning("agentledger: could not note the tool calls of a %s call",
                             adapter.endpoint, exc_info=True)  # fmt: skip
 
+    def finish_later(self, read: Callable[[], tuple[str | None, Usage, bool]]) -> None:
+        """Record the call once, with the model, usage and whether it is estimated that
+        ``read()`` gives when the ledger's writer builds the row (off the caller's thread;
+        see :meth:`Ledger._record_later`). For a call that asked for no tools (no event id
+        is needed to link them); never raises."""
+        if self.done:
+            return
+        self.done = True
+        t1 = time.perf_counter()
+        try:
+            ledger = self._ledger_ref()
+            if ledger is None:
+                ledger = self.ledger()
+            ledger._record_later(self._ctx, lambda: self._args(*read(), None, None, t1))
+        except Exception:
+            log.warning("agentledger: could not record a %s call", self.adapter.endpoint,
+                        exc_info=True)  # fmt: skip
+        if self.adapter.requests_tools and _TOOL_REQUEST.get() is not None:
+            _TOOL_REQUEST.set(None)  # this call asked for none
+
     def _tool_request(self, event_id: str, names: frozenset[str]) -> ToolRequest:
         # The ledger gives an event the ids of its UUIDv7 (see agentledger._ids.new_ids): the
         # span id is its low 64 bits; the trace is the enclosing span's, else the whole UUID.
@@ -467,12 +503,25 @@ class Call:
     ) -> str | None:
         """Record the call; its event id if ``want_id``, else None: the row is then built by
         the ledger's writer (:meth:`Ledger._record_later`), off the caller's thread."""
-        duration_ms = (time.perf_counter() - self._t0) * 1000.0
-        ledger = self._ledger_ref()
-        if ledger is None:
-            from .._default import get_ledger
+        args = self._args(model, usage, estimated, error, extra, time.perf_counter())
+        ledger = self.ledger()
+        if not want_id:
+            ledger._record_later(self._ctx, args)
+            return None
+        return self._ctx.run(ledger._record_args, args)
 
-            ledger = get_ledger()
+    def _args(
+        self,
+        model: str | None,
+        usage: Usage | None,
+        estimated: bool,
+        error: BaseException | None,
+        extra: dict[str, Any] | None,
+        ended: float,
+    ) -> tuple[Any, ...]:
+        """The ledger's row arguments (``Ledger._row``) of the call, ended at ``ended``
+        (a ``time.perf_counter()``)."""
+        duration_ms = (ended - self._t0) * 1000.0
         adapter = self.adapter
         request_model = self.request_model
         # Built here from JSON-safe values, so the ledger's writer serialises it (off this
@@ -502,21 +551,11 @@ class Call:
             status, error_type = "error", type(error).__name__
             error_message = str(error) or error_type
         model = model or request_model or "unknown"
-        if not want_id:
-            ledger._record_later(self._ctx, (
-                "llm", model, adapter.provider, model, u.input_tokens, u.output_tokens,
-                u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens,
-                u.cache_write_1h_tokens, duration_ms, None, status, error_type, error_message,
-                None, None, None, None, None, None, metadata, self.started_at, None,
-            ))  # fmt: skip
-            return None
-        return self._ctx.run(
-            ledger.record_llm, model, u.input_tokens,
-            u.output_tokens, provider=adapter.provider, cache_read_tokens=u.cache_read_tokens,
-            cache_write_tokens=u.cache_write_tokens, cache_write_1h_tokens=u.cache_write_1h_tokens,
-            reasoning_tokens=u.reasoning_tokens, duration_ms=duration_ms, metadata=metadata,
-            started_at=self.started_at, status=status, error_type=error_type,
-            error_message=error_message,
+        return (
+            "llm", model, adapter.provider, model, u.input_tokens, u.output_tokens,
+            u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens,
+            u.cache_write_1h_tokens, duration_ms, None, status, error_type, error_message,
+            None, None, None, None, None, None, metadata, self.started_at, None,
         )  # fmt: skip
 
 
@@ -611,6 +650,41 @@ def original_of(fn: Any) -> Any:
 
 
 # --- streams --------------------------------------------------------------------------------
+def finish_stream(
+    call: Call,
+    watcher: StreamWatcher,
+    *,
+    closed_early: bool = False,
+    error: BaseException | None = None,
+    note_tools: bool = True,
+) -> None:
+    """Record a streamed call (once) with what ``watcher`` saw; never raises.
+
+    ``closed_early``: the caller left the stream before its end; ``error``: the stream
+    failed (what was read is kept, marked ``partial``). A usage the provider never sent is
+    estimated from the content-bearing items seen.
+    """
+    if call.done:
+        return
+    try:
+        watcher.settle()
+        usage = watcher.usage
+        estimated = not watcher.complete_usage
+        if usage is None:
+            usage = Usage(output_tokens=watcher.tokens_seen)
+        extra: dict[str, Any] | None = None
+        if closed_early and estimated:
+            extra = {"stream_closed_early": True}
+        if error is not None:
+            extra = {**(extra or {}), "partial": True}
+        call.finish(
+            model=watcher.model, usage=usage, estimated=estimated, error=error, extra=extra,
+            tool_names=watcher.tool_names, note_tools=note_tools,
+        )  # fmt: skip
+    except Exception:
+        call.finish(usage=None, estimated=True, note_tools=note_tools)
+
+
 class _StreamProxyBase:
     """Stands in for an SDK stream object: same class (``isinstance`` holds), same attributes."""
 
@@ -653,26 +727,8 @@ class _StreamProxyBase:
         error: BaseException | None = None,
         note_tools: bool = True,
     ) -> None:
-        call, w = self._al_call, self._al_watcher
-        if call.done:
-            return
-        try:
-            w.settle()
-            usage = w.usage
-            estimated = not w.complete_usage
-            if usage is None:
-                usage = Usage(output_tokens=w.tokens_seen)
-            extra: dict[str, Any] | None = None
-            if closed_early and estimated:
-                extra = {"stream_closed_early": True}
-            if error is not None:
-                extra = {**(extra or {}), "partial": True}
-            call.finish(
-                model=w.model, usage=usage, estimated=estimated, error=error, extra=extra,
-                tool_names=w.tool_names, note_tools=note_tools,
-            )  # fmt: skip
-        except Exception:
-            call.finish(usage=None, estimated=True, note_tools=note_tools)
+        finish_stream(self._al_call, self._al_watcher, closed_early=closed_early, error=error,
+                      note_tools=note_tools)  # fmt: skip
 
     def __del__(self) -> None:
         try:
@@ -691,19 +747,16 @@ class SyncStreamProxy(_StreamProxyBase):
         call, w = self._al_call, self._al_watcher
         on_item = w.on_item
         try:
-            if w.raw_watched:
-                yield from self._al_inner
-            else:
-                for item in self._al_inner:
-                    try:
-                        passed, token = on_item(item)
-                    except Exception:
-                        log.warning("agentledger: could not read a stream item", exc_info=True)
-                        passed, token = True, False
-                    if token and call.first_token_at is None:
-                        call.first_token_at = time.perf_counter()
-                    if passed:
-                        yield item
+            for item in self._al_inner:
+                try:
+                    passed, token = on_item(item)
+                except Exception:
+                    log.warning("agentledger: could not read a stream item", exc_info=True)
+                    passed, token = True, False
+                if token and call.first_token_at is None:
+                    call.first_token_at = time.perf_counter()
+                if passed:
+                    yield item
         except GeneratorExit:
             self._al_finish(closed_early=True)
             raise
@@ -747,20 +800,16 @@ class AsyncStreamProxy(_StreamProxyBase):
         call, w = self._al_call, self._al_watcher
         on_item = w.on_item
         try:
-            if w.raw_watched:
-                async for item in self._al_inner:
+            async for item in self._al_inner:
+                try:
+                    passed, token = on_item(item)
+                except Exception:
+                    log.warning("agentledger: could not read a stream item", exc_info=True)
+                    passed, token = True, False
+                if token and call.first_token_at is None:
+                    call.first_token_at = time.perf_counter()
+                if passed:
                     yield item
-            else:
-                async for item in self._al_inner:
-                    try:
-                        passed, token = on_item(item)
-                    except Exception:
-                        log.warning("agentledger: could not read a stream item", exc_info=True)
-                        passed, token = True, False
-                    if token and call.first_token_at is None:
-                        call.first_token_at = time.perf_counter()
-                    if passed:
-                        yield item
         except GeneratorExit:
             self._al_finish(closed_early=True)
             raise

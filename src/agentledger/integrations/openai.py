@@ -18,11 +18,13 @@ tool call answering them nests under the model call. See docs/integrations/opena
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
 import time
 import types
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Final
 
@@ -37,8 +39,10 @@ from ._common import (
     as_int,
     async_wrapper,
     attr,
+    finish_stream,
     log,
     original_of,
+    proxied,
     raw_response_mode,
     sync_wrapper,
 )
@@ -128,74 +132,182 @@ def _responses_item_name(item: Any) -> frozenset[str]:
 
 # --- adapters ----------------------------------------------------------------------------------
 class _ChatWatcher(StreamWatcher):
-    call: Call | None = None  # set when the raw events are watched (see attach)
+    """Watches a streamed chat call: its typed chunks (behind a proxy), or, where the SDK
+    allows (:func:`_watch_events`), its raw server-sent events, the stream being handed out
+    as it is.
+
+    Raw watching asks as little as it can of the caller's thread: each event is tested for
+    the usage-only chunk (kept from the SDK and the caller), events are timed until the
+    first token came, and kept; the rest (model, tokens seen, tools asked for, the usage)
+    is read when the call is recorded, by the ledger's writer when the provider sent its
+    usage and no tools were asked for (:meth:`finish`).
+    """
+
+    call: Call | None = None  # set when the raw events are watched (see _watch_events)
+    # The last usage-only chunk (its JSON) not read yet (see settle); None once read.
+    usage_chunk: dict[str, Any] | None = None
+    final = False  # a usage-only chunk was read: its usage stands
+    # The event filter of a raw-watched stream (a weak reference; see _Closer), once started.
+    events: weakref.ref[Any] | None = None
+    response: Any = None  # the raw-watched stream's HTTP response (for the SDK's errors)
 
     def __init__(self, hide_usage_chunk: bool) -> None:
         self.hide_usage_chunk = hide_usage_chunk
-        self.usage_events_skipped = 0  # usage chunks read from the raw event (see attach)
-        self._unread: list[str] = []  # raw events not read yet (see on_event)
-        # The server spaces its JSON neither way of _EMPTY_CHOICES (seen on the first
-        # event): each event is then also searched for the usage-only chunk exactly.
+        self.usage_events_skipped = 0  # usage-only chunks kept from the SDK (raw watching)
+        self._unread: list[str] = []  # raw events not read yet (see settle)
+        # How the server spaces its JSON, learnt from its first event: True until then, and
+        # after if neither way (each event is then also searched for the usage-only chunk
+        # exactly, and tested for its first token exactly).
         self.odd_json = True
+        self._first = True  # no event seen yet
+        # The text fields as keys of a string value, spaced as the server does (see
+        # _until_first_token); None until known, or if neither way.
+        self._text_keys: tuple[str, ...] | None = None
 
-    def attach(self, stream: Any, call: Call) -> None:
-        # The usage-only chunk we asked for on the caller's behalf is never shown to them:
-        # read it from the raw event instead of letting the SDK build a model of it. Where
-        # the raw events can be read, the chunks are watched there too (a few substring
-        # tests on the event's text instead of attribute reads on each chunk's model); the
-        # typed chunks then only pass through.
-        if self.hide_usage_chunk and _skip_usage_events(stream, self):
-            self.call = call
-            self.raw_watched = True
+    def on_event(self, data: str) -> int:
+        """Watch one raw event (its ``data``) of a raw-watched stream: :data:`_PASS` it on
+        to the SDK, :data:`_SKIP` it (the usage-only chunk), or :data:`_END` (the call is
+        recorded: ``[DONE]`` after the usage; nothing more is to be read).
 
-    def on_event(self, sse: Any) -> bool:
-        """Watch one raw server-sent event; True if it is the usage-only chunk, now read
-        (the SDK never sees it).
-
-        Other events are kept and read in runs (:meth:`settle`): once the first token has
-        come, up to :data:`_READ_EVERY` of them at a time and the rest when the stream ends.
-        A run of events read in one loop costs a fraction of the same reads spread between
-        the SDK's work on each chunk (the reading code stays in the CPU's caches).
+        On the caller's thread: the usage-only chunk is recognised (and decoded: only a clean
+        usage-only chunk is kept from the SDK), events are tested for the first token until
+        it came, and kept to be read later (up to :data:`_READ_EVERY` at a time before the
+        call ends). The sync event filter (:func:`_watch_events`) does the same inline.
         """
         try:
-            data = sse.data
+            if self._first:
+                self._learn(data)
             if (_EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data
                     or (self.odd_json and _no_choices(data))):  # fmt: skip
-                return self._take_usage(data)
+                return _SKIP if self._take_usage(data) else _PASS
             call = self.call
-            if call is None or call.first_token_at is None:
-                self._read(data)
-                return False
-            unread = self._unread
-            unread.append(data)
-            if len(unread) >= _READ_EVERY:
-                self.settle()
+            if self.usage_chunk is not None and data.startswith("[DONE]"):
+                self.finish()
+                return _END
+            if call is not None and call.first_token_at is None:
+                self._until_first_token(data, call)
+            elif data.startswith(_ERROR_EVENT):
+                self._error_event(data)
+            else:
+                self._unread.append(data)
+                if len(self._unread) >= _READ_EVERY:
+                    self.settle()
         except Exception:
             log.warning("agentledger: could not read a stream event", exc_info=True)
-        return False
+        return _PASS
+
+    def _learn(self, data: str) -> None:
+        """How this server spaces its JSON, from its first event (OpenAI: compact; others:
+        Python's default)."""
+        self._first = False
+        if _EMPTY_CHOICES[:-1] in data:
+            self.odd_json, self._text_keys = False, _TEXT_COMPACT
+        elif _EMPTY_CHOICES_SPACED[:-1] in data:
+            self.odd_json, self._text_keys = False, _TEXT_SPACED
+
+    def _error_event(self, data: str) -> None:
+        """An event that starts as an error does: if the SDK raises on it, the call is
+        recorded with the SDK's error now (the event filter never sees the exception, and
+        may be closed only when the exception's traceback is freed)."""
+        error = _stream_error(data, self.response)
+        if error is not None:
+            self.finish(error=error)
+        else:
+            self._unread.append(data)
+
+    def _until_first_token(self, data: str, call: Call) -> None:
+        """An event before the first token: kept, and timed if it carries the first token."""
+        if data.startswith(_ERROR_EVENT):
+            self._error_event(data)
+            return
+        self._unread.append(data)
+        keys = self._text_keys
+        if keys is not None:
+            # A quote inside a JSON string is escaped: a match is a text field's key with a
+            # string value; not followed by a quote, the string is not empty. Tool calls are
+            # read exactly.
+            for key in keys:
+                at = data.find(key)
+                if at >= 0 and not data.startswith('"', at + len(key)):
+                    call.first_token_at = time.perf_counter()
+                    return
+            if '"tool_calls"' not in data:
+                return
+        if _carries_token(data):
+            call.first_token_at = time.perf_counter()
 
     def _take_usage(self, data: str) -> bool:
-        """Read a raw chunk without choices; True if it is the usage-only chunk (then kept
-        from the SDK and the caller even when its usage cannot be read: the call is then
-        recorded as estimated). Anything else (an error event, a chunk without a usage
-        object, as Azure's content-filter chunk) goes on to the SDK as it would have."""
+        """A raw chunk without choices; True if it is the usage-only chunk (then kept from
+        the SDK and the caller, and read when the call is recorded). Anything else (an error
+        event, a chunk without a usage object, as Azure's content-filter chunk) goes on to
+        the SDK as it would have."""
         chunk = _usage_event(data)
         if chunk is None:
             return False
-        self.on_usage_event(chunk)
+        self.usage_chunk = chunk  # the last one wins, as with typed chunks
+        self.usage_events_skipped += 1
         return True
 
-    def settle(self) -> None:
-        """Read the raw events kept by :meth:`on_event`: tokens seen, tools asked for and
-        the first token's time (which is why events are read at once until it came)."""
-        unread = self._unread
-        if not unread:
+    def finish(
+        self, *, error: BaseException | None = None, last: str | None = None,
+        note_tools: bool = True,
+    ) -> None:  # fmt: skip
+        """Record the call of a raw-watched stream (once; never raises).
+
+        ``last``: the stream's event filter was closed, the last event it passed on being
+        ``last``: the caller left the stream, or the SDK stopped at ``[DONE]``, or the SDK
+        raised on an error event (recorded as the SDK's error). ``error``: the events failed.
+        """
+        call = self.call
+        if call is None or call.done:
             return
-        self._unread = []
-        final = self.usage_events_skipped > 0  # the usage-only chunk came: its usage stands
+        closed_early = False
+        if last is not None:
+            if error is None and '"error"' in last:
+                error = _stream_error(last, self.response)
+            closed_early = error is None and not last.startswith("[DONE]")
+        if error is None and self.usage_chunk is not None and not self.tool_names:
+            for data in self._unread:
+                if '"tool_calls"' in data:
+                    break
+            else:
+                # The usage came and no tools were asked for: the rest is read by the
+                # ledger's writer.
+                call.finish_later(self._read_all)
+                return
+        finish_stream(call, self, closed_early=closed_early, error=error, note_tools=note_tools)
+
+    def _read_all(self) -> tuple[str | None, Usage, bool]:
+        """Model, usage, estimated: everything kept, read (see :meth:`finish`)."""
+        self.settle()
+        usage = self.usage
+        if usage is None:
+            return self.model, Usage(output_tokens=self.tokens_seen), True
+        return self.model, usage, not self.complete_usage
+
+    def settle(self) -> None:
+        """Read what was kept: the usage-only chunk (named by the first event that names a
+        model), then the raw events (tokens seen, tools asked for)."""
+        unread = self._unread
+        chunk = self.usage_chunk
+        if chunk is not None:
+            self.usage_chunk = None
+            for data in unread:
+                if self.model is not None:
+                    break
+                self.model = _raw_model(data)
+            if self.on_usage_event(chunk):
+                self.final = True
+        if unread:
+            self._unread = []  # (a new list: the event filter takes it again)
+            self._read_events(unread)
+
+    def _read_events(self, unread: list[str]) -> None:
+        final = self.final
         if final:
-            # and the tokens seen (an estimate, wanted only without it) need not be counted:
-            # only the tools asked for are still to read.
+            # The usage-only chunk was read: its usage stands, and the tokens seen (an
+            # estimate, wanted only without it) need not be counted: only the tools asked
+            # for are still to read.
             for data in unread:
                 if '"tool_calls"' in data:
                     break
@@ -211,9 +323,6 @@ class _ChatWatcher(StreamWatcher):
         """Read one raw event (not the usage-only chunk); ``final``: that chunk has come."""
         if self.model is None:  # the first event (or until one names the model)
             self.model = _raw_model(data)
-            self.odd_json = _EMPTY_CHOICES[:-1] not in data and (
-                _EMPTY_CHOICES_SPACED[:-1] not in data
-            )
         if not final:  # a usage on a chunk with choices (some compatible servers)
             at = data.find('"usage"')
             if at >= 0 and "null" not in data[at + 7 : at + 14]:  # not "usage": null
@@ -229,9 +338,6 @@ class _ChatWatcher(StreamWatcher):
                 token = True
         if token:
             self.tokens_seen += 1
-            call = self.call
-            if call is not None and call.first_token_at is None:
-                call.first_token_at = time.perf_counter()
 
     def _read_usage(self, data: str) -> None:
         """The usage of a raw chunk that also has choices (passed on to the caller)."""
@@ -241,7 +347,7 @@ class _ChatWatcher(StreamWatcher):
             self.usage, self.complete_usage = _dict_usage(usage), True
 
     def on_usage_event(self, data: dict[str, Any]) -> bool:
-        """Read the usage-only chunk from its raw event (a dict; see :func:`_skip_usage_events`).
+        """Read the usage-only chunk's JSON (a dict; see :func:`_usage_event`).
 
         False if it could not be read (logged; the call's usage is then an estimate).
         """
@@ -252,7 +358,6 @@ class _ChatWatcher(StreamWatcher):
             log.warning("agentledger: could not read a usage chunk", exc_info=True)
             return False
         self.model, self.usage, self.complete_usage = model, usage, True
-        self.usage_events_skipped += 1
         return True
 
     def on_item(self, item: Any) -> tuple[bool, bool]:
@@ -297,14 +402,24 @@ class _ChatWatcher(StreamWatcher):
         return True, token
 
 
-#: Raw events kept before they are read, once the first token has come (see on_event).
+#: Raw events kept before they are read while the stream runs (see _ChatWatcher.on_event).
 _READ_EVERY: Final = 64
+# What to do with a raw event (see _ChatWatcher.on_event).
+_PASS: Final = 0
+_SKIP: Final = 1
+_END: Final = 2
 
 # The usage-only chunk's raw JSON, as OpenAI writes it and with Python's default spacing:
 # a substring test (a quote inside a JSON string is escaped, so no chunk text can match);
 # JSON spaced any other way is read exactly (_no_choices; see _ChatWatcher.odd_json).
 _EMPTY_CHOICES: Final = '"choices":[]'
 _EMPTY_CHOICES_SPACED: Final = '"choices": []'
+# How an error event starts, as OpenAI (and Python) write it; one that starts otherwise is
+# recognised when the event filter is closed (see _ChatWatcher.finish).
+_ERROR_EVENT: Final = '{"error"'
+# A delta's text fields (see _TEXT_KEYS) as keys of a string value, in either spacing.
+_TEXT_COMPACT: Final = ('"content":"', '"refusal":"', '"reasoning_content":"')
+_TEXT_SPACED: Final = ('"content": "', '"refusal": "', '"reasoning_content": "')
 
 
 def _value_at(data: str, key: str, start: int = 0) -> int:
@@ -401,62 +516,253 @@ def _raw_tool_calls(data: str) -> tuple[bool, frozenset[str]]:
     return calls, names
 
 
-# SDK event readers (``Stream._iter_events``) -> True (async generator), False (generator)
-# or None (neither: not filtered).
-_EVENT_READERS: dict[Any, bool | None] = {}
+def _carries_token(data: str) -> bool:
+    """True if a raw chunk carries generated content: text in its delta, or tool calls."""
+    start = data.find('"delta"')
+    if start < 0:
+        return False
+    if _has_text(data, start):
+        return True
+    return '"tool_calls"' in data and _raw_tool_calls(data)[0]
+
+
+def _stream_error(data: str, response: Any) -> BaseException | None:
+    """The error the SDK raises on the raw event ``data`` of a Chat Completions stream (an
+    ``APIError`` with the SDK's message; ``response``: the stream's), or None if it raises
+    none on it."""
+    try:
+        chunk, _ = _SCAN_JSON(data, 0)
+    except (StopIteration, ValueError):
+        return None
+    error = chunk.get("error") if type(chunk) is dict else None
+    if not error:
+        return None
+    import openai
+
+    message = error.get("message") if isinstance(error, dict) else None
+    if not message or not isinstance(message, str):
+        message = "An error occurred during streaming"
+    return openai.APIError(message=message, request=response.request, body=error)
+
+
+# SDK stream classes -> True (their ``_iter_events`` is an async generator), False (a
+# generator) or None (neither, or no ``close``: not watched raw). See _events_kind.
+_EVENT_READERS: dict[type, bool | None] = {}
 _MISSING: Any = object()
 
 
-def _skip_usage_events(stream: Any, watcher: _ChatWatcher) -> bool:
-    """Make ``stream`` hand its usage-only chunk to ``watcher`` instead of building a model.
+def _events_kind(cls: type) -> bool | None:
+    original = getattr(cls, "_iter_events", None)
+    if original is None or not callable(getattr(cls, "close", None)):
+        return None
+    if inspect.isasyncgenfunction(original):
+        return True
+    if inspect.isgeneratorfunction(original):
+        return False
+    return None
+
+
+def _watch_events(stream: Any, watcher: _ChatWatcher, call: Call) -> bool:
+    """Make ``watcher`` watch ``stream``'s raw server-sent events and record its call.
 
     The SDK's ``Stream``/``AsyncStream`` read their server-sent events from
     ``self._iter_events()`` when iteration starts; an instance attribute of that name that
-    filters the events is used instead. Building a ``ChatCompletionChunk`` for the usage
-    chunk costs tens of µs and the caller never sees it (it is the chunk we asked for). Where
-    the SDK is not shaped like that (another version, a stream already started), nothing is
-    filtered and the proxy reads and hides the typed chunk as before. True if installed.
-    Every event goes through ``watcher.on_event`` (which also watches the other chunks).
+    filters the events is used instead. Every event goes through ``watcher.on_event``,
+    which keeps the usage-only chunk from the SDK (building a ``ChatCompletionChunk`` of it
+    costs tens of µs, and the caller never sees it: it is the chunk we asked for); the
+    filter records the call when the events end, fail or are left (``watcher.finish``).
+    The stream's ``close`` is replaced on the instance by one that records the call first
+    (:class:`_Closer`), which also records a stream dropped unread. The caller gets the
+    SDK's own stream object, with no proxy in front of each chunk.
 
-    The filter removes itself from the stream when the SDK calls it (once, as iteration
-    starts): a stream holding a closure that holds the stream is a reference cycle, and the
-    whole finished stream (response, decoder, buffers) would wait for the garbage collector
-    instead of being freed when the caller drops it, as the SDK's own streams are.
+    Where the SDK is not shaped like that (another version, a stream already started),
+    nothing is installed and the call is watched through a proxy reading the typed chunks
+    (see ``_common._watched``). True if installed.
+
+    Nothing agentledger keeps in the stream's ``__dict__`` holds the stream but weakly (the
+    filter removes itself when the SDK calls it, once, as iteration starts): a stream that
+    held a closure holding the stream would be a reference cycle, and the stream (response,
+    decoder, buffers) would wait for the garbage collector instead of being freed when the
+    caller drops it, as the SDK's own streams are; and so would the record of a stream
+    dropped unread.
     """
-    original = getattr(type(stream), "_iter_events", None)
-    if original is None or "_iter_events" in vars(stream):
-        return False
-    is_async = _EVENT_READERS.get(original, _MISSING)
+    cls = type(stream)
+    is_async = _EVENT_READERS.get(cls, _MISSING)
     if is_async is _MISSING:
-        if inspect.isasyncgenfunction(original):
-            is_async = True
-        elif inspect.isgeneratorfunction(original):
-            is_async = False
-        else:
-            is_async = None
-        _EVENT_READERS[original] = is_async
-    if is_async is None:
+        is_async = _EVENT_READERS[cls] = _events_kind(cls)
+    if is_async is None or "_iter_events" in vars(stream):
         return False
-    events = original.__get__(stream)
+    original = cls._iter_events
+    stream_ref = weakref.ref(stream)
+    finish = watcher.finish
+    watcher.call = call
+    watcher.response = getattr(stream, "response", None)
     if is_async:
 
-        async def aiter_events() -> AsyncIterator[Any]:
-            vars(stream).pop("_iter_events", None)  # no cycle (see above)
-            async for sse in events():
-                if not watcher.on_event(sse):
-                    yield sse
+        def aiter_events() -> AsyncIterator[Any]:
+            this = stream_ref()
+            vars(this).pop("_iter_events", None)
+            events_ = afiltered(original(this))
+            watcher.events = weakref.ref(events_)
+            return events_
+
+        async def afiltered(events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+            on_event = watcher.on_event
+            data = ""
+            try:
+                async for sse in events:
+                    data = sse.data
+                    todo = on_event(data)
+                    if todo == _PASS:
+                        yield sse
+                    elif todo == _END:
+                        return  # as the SDK does at [DONE]
+            except GeneratorExit:
+                finish(last=data)
+                raise
+            except Exception as exc:
+                finish(error=exc)
+                raise
+            except BaseException:  # cancelled, interrupted: left early
+                finish(last="")
+                raise
+            finish()
 
         stream._iter_events = aiter_events
+        stream.close = _AsyncCloser(stream_ref, watcher)
         return True
 
     def iter_events() -> Iterator[Any]:
-        vars(stream).pop("_iter_events", None)  # no cycle (see above)
-        for sse in events():
-            if not watcher.on_event(sse):
+        this = stream_ref()
+        vars(this).pop("_iter_events", None)
+        events_ = filtered(original(this))
+        watcher.events = weakref.ref(events_)
+        return events_
+
+    def filtered(events: Iterator[Any]) -> Iterator[Any]:
+        # watcher.on_event, inline: a call per event costs more than the rest of its work.
+        w = watcher
+        unread = w._unread
+        data = ""
+        try:
+            for sse in events:
+                data = sse.data
+                try:
+                    if w._first:
+                        w._learn(data)
+                    if (_EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data
+                            or (w.odd_json and _no_choices(data))):  # fmt: skip
+                        if w._take_usage(data):
+                            continue
+                    elif w.usage_chunk is not None and data.startswith("[DONE]"):
+                        finish()
+                        return  # as the SDK does at [DONE]
+                    elif call.first_token_at is None:
+                        w._until_first_token(data, call)
+                    elif data.startswith(_ERROR_EVENT):
+                        w._error_event(data)
+                    else:
+                        unread.append(data)
+                        if len(unread) >= _READ_EVERY:
+                            w.settle()
+                            unread = w._unread
+                except Exception:
+                    log.warning("agentledger: could not read a stream event", exc_info=True)
                 yield sse
+        except GeneratorExit:
+            finish(last=data)
+            raise
+        except Exception as exc:
+            finish(error=exc)
+            raise
+        except BaseException:  # interrupted: left early
+            finish(last="")
+            raise
+        finish()
 
     stream._iter_events = iter_events
+    stream.close = _Closer(stream_ref, watcher)
     return True
+
+
+class _Closer:
+    """A raw-watched stream's ``close``: records the call, then closes the stream as the
+    SDK does.
+
+    The event filter, if it runs, is closed first: it records the call knowing the last
+    event it passed on (the SDK may have raised on it: an error event). A call not recorded
+    by then is recorded as closed early. Kept in the stream's ``__dict__`` (it holds the
+    stream weakly: no cycle), it also records, when the stream is freed, a call whose
+    stream was dropped before its end without being closed (never iterated, or left with
+    an exception that still holds the filter), as the proxy's ``__del__`` does.
+    """
+
+    __slots__ = ("stream", "watcher")
+
+    def __init__(self, stream: weakref.ref[Any], watcher: _ChatWatcher) -> None:
+        self.stream = stream
+        self.watcher = watcher
+
+    def _running(self) -> Any:
+        """The event filter (a generator), if it started and has not ended."""
+        ref = self.watcher.events
+        events = ref() if ref is not None else None
+        if events is None or events.gi_frame is None:  # (ended: its frame is gone)
+            return None
+        return events
+
+    def __call__(self) -> Any:
+        events = self._running()
+        if events is not None:
+            with contextlib.suppress(ValueError):  # (running in another thread)
+                events.close()  # records the call (see the filter's GeneratorExit)
+        self.watcher.finish(last="")
+        stream = self.stream()
+        if stream is not None:
+            return type(stream).close(stream)
+        return None
+
+    def __del__(self) -> None:
+        call = self.watcher.call
+        if call is None or call.done:
+            return
+        with contextlib.suppress(Exception):  # (at interpreter exit, say)
+            events = self._running()
+            if events is not None:
+                events.close()  # records, knowing its last event
+            elif self.watcher.events is None:  # never iterated
+                self.watcher.finish(last="", note_tools=False)
+            # else the filter is being freed too (a reference cycle the garbage collector
+            # frees: its reference is cleared first): it records as it is closed.
+
+
+class _AsyncCloser(_Closer):
+    __slots__ = ()
+
+    def _running(self) -> Any:
+        ref = self.watcher.events
+        events = ref() if ref is not None else None
+        if events is None or events.ag_frame is None:
+            return None
+        return events
+
+    async def __call__(self) -> Any:
+        events = self._running()
+        if events is not None:
+            with contextlib.suppress(RuntimeError):  # (running elsewhere)
+                await events.aclose()
+        self.watcher.finish(last="")
+        stream = self.stream()
+        if stream is not None:
+            return await type(stream).close(stream)
+        return None
+
+    def __del__(self) -> None:
+        call = self.watcher.call
+        if call is None or call.done or self.watcher.events is not None:
+            return  # (a filter that started records as its event loop closes it)
+        with contextlib.suppress(Exception):
+            self.watcher.finish(last="", note_tools=False)
 
 
 class _ChatAdapter(Adapter):
@@ -470,7 +776,7 @@ class _ChatAdapter(Adapter):
         options = kwargs.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage"):
             return kwargs, _ChatWatcher(hide_usage_chunk=False)
-        if raw_response_mode(kwargs) is not None:
+        if "extra_headers" in kwargs and raw_response_mode(kwargs) is not None:
             # with_raw_response / with_streaming_response: the caller may read the raw
             # bytes, where an extra usage chunk could not be hidden. Do not ask for it.
             return kwargs, _ChatWatcher(hide_usage_chunk=False)
@@ -489,6 +795,26 @@ class _ChatAdapter(Adapter):
         else:
             return {**kwargs, "stream_options": {"include_usage": True}}, _ChatWatcher(True)
         return {**kwargs, "extra_body": extra}, _ChatWatcher(hide_usage_chunk=True)
+
+    def wrap_result(
+        self, result: Any, call: Call, watcher: StreamWatcher | None, parsed: Any
+    ) -> Any:
+        # The usage-only chunk we asked for on the caller's behalf is never shown to them:
+        # it is read from its raw event instead of letting the SDK build a model of it, and
+        # the other chunks are watched there too (a few substring tests on the event's text
+        # instead of attribute reads on each chunk's model). Else (the SDK is not shaped for
+        # it, the caller asked for the usage) the typed chunks are read behind a proxy.
+        if type(watcher) is _ChatWatcher and watcher.hide_usage_chunk:
+            try:
+                if _watch_events(result, watcher, call):
+                    return result
+            except Exception:
+                log.warning("agentledger: could not attach to a %s stream", self.endpoint,
+                            exc_info=True)  # fmt: skip
+                proxy = proxied(result, call, watcher)  # the typed chunks, read
+                if proxy is not None:
+                    return proxy
+        return super().wrap_result(result, call, watcher, parsed)
 
     def extract(self, result: Any) -> tuple[str | None, Usage | None]:
         return _model(result), chat_usage(attr(result, "usage"))

@@ -584,9 +584,8 @@ def _measure_paired(
 ) -> tuple[int, int]:  # fmt: skip
     """The in-process scenarios call by call: the target rows (nothing is instrumented
     class-wide: the agentledger client is wrapped on its own, with a SQLite ledger of its
-    own). Measured first, in the process as it starts: after the block phase (class-wide
-    instrument/uninstrument of agentledger and OpenLLMetry, its in-memory spans) the same
-    measurement read ~10 µs more per streamed call, for a reason not found (see
+    own). Measured first, in the process as it starts, before the block phase's class-wide
+    instrument/uninstrument rounds and OpenLLMetry's in-memory spans (see
     docs/benchmarks.md, session 14)."""
     from agentledger import Ledger
     from agentledger.integrations import openai as al_openai

@@ -597,14 +597,17 @@ def _watch_events(stream: Any, watcher: _ChatWatcher, call: Call) -> bool:
     finish = watcher.finish
     watcher.call = call
     watcher.response = getattr(stream, "response", None)
-    if is_async:
 
-        def aiter_events() -> AsyncIterator[Any]:
-            this = stream_ref()
-            vars(this).pop("_iter_events", None)
-            events_ = afiltered(original(this))
-            watcher.events = weakref.ref(events_)
-            return events_
+    def started(filtering: Callable[[Any], Any]) -> Any:
+        """What the SDK's ``self._iter_events()`` returns (called once, as iteration starts):
+        its events, filtered."""
+        this = stream_ref()
+        vars(this).pop("_iter_events", None)
+        events_ = filtering(original(this))
+        watcher.events = weakref.ref(events_)
+        return events_
+
+    if is_async:
 
         async def afiltered(events: AsyncIterator[Any]) -> AsyncIterator[Any]:
             on_event = watcher.on_event
@@ -628,16 +631,9 @@ def _watch_events(stream: Any, watcher: _ChatWatcher, call: Call) -> bool:
                 raise
             finish()
 
-        stream._iter_events = aiter_events
+        stream._iter_events = functools.partial(started, afiltered)
         stream.close = _AsyncCloser(stream_ref, watcher)
         return True
-
-    def iter_events() -> Iterator[Any]:
-        this = stream_ref()
-        vars(this).pop("_iter_events", None)
-        events_ = filtered(original(this))
-        watcher.events = weakref.ref(events_)
-        return events_
 
     def filtered(events: Iterator[Any]) -> Iterator[Any]:
         # watcher.on_event, inline: a call per event costs more than the rest of its work.
@@ -680,7 +676,7 @@ def _watch_events(stream: Any, watcher: _ChatWatcher, call: Call) -> bool:
             raise
         finish()
 
-    stream._iter_events = iter_events
+    stream._iter_events = functools.partial(started, filtered)
     stream.close = _Closer(stream_ref, watcher)
     return True
 

@@ -86,24 +86,23 @@ class LedgerStats:
 LaterArgs = tuple[Any, ...] | Callable[[], tuple[Any, ...]]
 
 
-class _Later:
-    """A record whose row the writer builds: ``Ledger._row(*args)`` run in ``ctx``.
+class _Later(tuple[contextvars.Context, LaterArgs]):
+    """A record whose row the writer builds: ``Ledger._row(*args)`` run in ``ctx``, as the
+    pair ``(ctx, args)``.
 
     See :meth:`Ledger._record_later`. It waits in the buffer like a row until the writer (or
-    a query, which drains first) builds it.
+    a query, which drains first) builds it. A tuple (rows are plain tuples: ``type(item) is
+    _Later`` tells them apart), so that making one runs no Python ``__init__``: it is made
+    on the caller's thread for every call the integrations record.
     """
 
-    __slots__ = ("args", "ctx")
-
-    def __init__(self, ctx: contextvars.Context, args: LaterArgs) -> None:
-        self.ctx = ctx
-        self.args = args
+    __slots__ = ()
 
     def build(self, row: Callable[..., Row]) -> Row:
-        args = self.args
+        ctx, args = self
         if type(args) is not tuple:
             args = args()  # type: ignore[operator]
-        return self.ctx.run(row, *args)
+        return ctx.run(row, *args)
 
 
 class Ledger:
@@ -531,7 +530,7 @@ class Ledger:
         built and written at once, as ``record_*`` do (and ``strict=True`` raises a bad
         one, as they do). No event id is returned: callers that need it use ``record_*``.
         """
-        later = _Later(ctx, args)
+        later = _Later((ctx, args))
         if self._sync:
             try:
                 row = later.build(self._row)

@@ -641,14 +641,21 @@ def _watch_events(stream: Any, watcher: _ChatWatcher, call: Call) -> bool:
         unread = w._unread
         data = ""
         try:
+            fast = False  # read the event's text from its attribute (see below)
             for sse in events:
-                data = sse.data
+                data = sse._data if fast else sse.data
                 try:
                     if w._first:
+                        # The SDK's ServerSentEvent.data is a property giving its _data:
+                        # read directly, a Python call less per event (checked here).
+                        fast = getattr(sse, "_data", None) is data
                         w._learn(data)
                     if (_EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data
                             or (w.odd_json and _no_choices(data))):  # fmt: skip
-                        if w._take_usage(data):
+                        chunk = _usage_event(data)  # (w._take_usage, inline)
+                        if chunk is not None:
+                            w.usage_chunk = chunk
+                            w.usage_events_skipped += 1
                             continue
                     elif w.usage_chunk is not None and data.startswith("[DONE]"):
                         finish()

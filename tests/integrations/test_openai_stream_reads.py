@@ -19,6 +19,7 @@ import pytest
 
 from agentledger import Event, Ledger
 from agentledger.integrations import openai as al_openai
+from agentledger.integrations.openai import _ChatWatcher
 
 from ._stored import events, only_event
 from .test_openai_fast_paths import MESSAGES, USAGE, no_raw_watching, watcher_of
@@ -414,3 +415,24 @@ def test_a_sync_durability_ledger_writes_a_raw_watched_stream_at_once(tmp_path: 
         assert_exact(only_event(ledger))
     finally:
         ledger.close()
+
+
+def test_a_failure_reading_the_kept_events_keeps_the_call_as_an_estimate(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The writer reads a raw-watched stream's events when it builds the row: if that
+    fails, the call is still recorded (usage estimated), never lost."""
+
+    def boom(self: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_ChatWatcher, "settle", boom)
+    with sync_client(7) as client:
+        al_openai.wrap(client, ledger)
+        stream = client.chat.completions.create(model="o3-mini", messages=MESSAGES, stream=True)
+        assert len(list(stream)) == len(CONTENT)
+    e = only_event(ledger)
+    assert e.metadata["usage_estimated"] is True
+    assert e.model == "o3-mini"  # the request's model
+    assert "could not read a stream's events" in caplog.text
+    assert ledger.stats().rejected == 0

@@ -278,8 +278,13 @@ class _ChatWatcher(StreamWatcher):
         finish_stream(call, self, closed_early=closed_early, error=error, note_tools=note_tools)
 
     def _read_all(self) -> tuple[str | None, Usage, bool]:
-        """Model, usage, estimated: everything kept, read (see :meth:`finish`)."""
-        self.settle()
+        """Model, usage, estimated: everything kept, read (see :meth:`finish`). Never
+        raises: what could not be read makes the usage an estimate, and the call is kept."""
+        try:
+            self.settle()
+        except Exception:
+            log.warning("agentledger: could not read a stream's events", exc_info=True)
+            self.usage, self.complete_usage = None, False
         usage = self.usage
         if usage is None:
             return self.model, Usage(output_tokens=self.tokens_seen), True

@@ -264,7 +264,10 @@ class _ChatWatcher(StreamWatcher):
         closed_early = False
         if last is not None:
             if error is None and '"error"' in last:
-                error = _stream_error(last, self.response)
+                try:
+                    error = _stream_error(last, self.response)
+                except Exception:
+                    log.warning("agentledger: could not read an error event", exc_info=True)
             closed_early = error is None and not last.startswith("[DONE]")
         if error is None and self.usage_chunk is not None and not self.tool_names:
             for data in self._unread:

@@ -651,8 +651,8 @@ def _watch_events(stream: Any, watcher: _ChatWatcher, call: Call) -> bool:
         try:
             fast = False  # read the event's text from its attribute (see below)
             for sse in events:
-                data = sse._data if fast else sse.data
                 try:
+                    data = sse._data if fast else sse.data
                     if w._first:
                         # The SDK's ServerSentEvent.data is a property giving its _data:
                         # read directly, a Python call less per event (checked here).

@@ -181,15 +181,6 @@ class StreamWatcher:
         """Return (pass the item to the caller, the item carries generated content)."""
         return True, False
 
-    def attach(self, stream: Any, call: Call) -> bool:
-        """Called with the SDK stream and its call before anything reads it (a hook).
-
-        True if the watcher now records the call itself (it watches the stream's raw
-        events, see ``openai._watch_events``): the caller then gets the SDK's stream as it
-        is. False: the stream is handed out behind a proxy that reads its typed items.
-        """
-        return False
-
     def settle(self) -> None:
         """Finish reading what was seen so far (a hook: called before the call is recorded)."""
 
@@ -233,7 +224,7 @@ class Adapter:
         if type(result).__name__ in _API_RESPONSES and _unread_streamed_response(result):
             return _record_on_parse(self, result, call, watcher)
         if watcher is not None:
-            proxy = _watched(result, call, watcher)
+            proxy = proxied(result, call, watcher)
             if proxy is not None:
                 return proxy
             call.finish(usage=None, estimated=True, extra={"usage_unavailable": True})
@@ -251,18 +242,6 @@ _NO_TOOLS: Final[frozenset[str]] = frozenset()
 # The SDKs' raw-response wrappers (``with_raw_response`` / ``with_streaming_response``).
 _API_RESPONSES: Final = ("APIResponse", "AsyncAPIResponse")
 _RAW_RESPONSES: Final = ("LegacyAPIResponse", "APIResponse", "AsyncAPIResponse")
-
-
-def _watched(result: Any, call: Call, watcher: StreamWatcher) -> Any:
-    """``result`` watched, if it is an SDK stream (itself, when the watcher took over its
-    raw events; else behind a proxy that reads its items); else None."""
-    try:
-        if watcher.attach(result, call):
-            return result
-    except Exception:
-        log.warning("agentledger: could not attach to a %s stream", call.adapter.endpoint,
-                    exc_info=True)  # fmt: skip
-    return proxied(result, call, watcher)
 
 
 def proxied(result: Any, call: Call, watcher: StreamWatcher) -> _StreamProxyBase | None:
@@ -310,7 +289,7 @@ def _record_on_parse(
 
     def parsed(value: Any) -> Any:
         try:
-            proxy = None if watcher is None else _watched(value, call, watcher)
+            proxy = None if watcher is None else proxied(value, call, watcher)
             if proxy is not None:
                 watched.append(proxy)
                 return proxy
@@ -470,10 +449,7 @@ class Call:
         self.done = True
         t1 = time.perf_counter()
         try:
-            ledger = self._ledger_ref()
-            if ledger is None:
-                ledger = self.ledger()
-            ledger._record_later(self._ctx, lambda: self._args(*read(), None, None, t1))
+            self.ledger()._record_later(self._ctx, lambda: self._args(*read(), None, None, t1))
         except Exception:
             log.warning("agentledger: could not record a %s call", self.adapter.endpoint,
                         exc_info=True)  # fmt: skip

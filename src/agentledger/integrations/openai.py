@@ -42,7 +42,6 @@ from ._common import (
     finish_stream,
     log,
     original_of,
-    proxied,
     raw_response_mode,
     sync_wrapper,
 )
@@ -269,15 +268,12 @@ class _ChatWatcher(StreamWatcher):
                 except Exception:
                     log.warning("agentledger: could not read an error event", exc_info=True)
             closed_early = error is None and not last.startswith("[DONE]")
-        if error is None and self.usage_chunk is not None and not self.tool_names:
-            for data in self._unread:
-                if '"tool_calls"' in data:
-                    break
-            else:
-                # The usage came and no tools were asked for: the rest is read by the
-                # ledger's writer.
-                call.finish_later(self._read_all)
-                return
+        if (error is None and self.usage_chunk is not None and not self.tool_names
+                and not _mention_tool_calls(self._unread)):  # fmt: skip
+            # The usage came and no tools were asked for: the rest is read by the ledger's
+            # writer.
+            call.finish_later(self._read_all)
+            return
         finish_stream(call, self, closed_early=closed_early, error=error, note_tools=note_tools)
 
     def _read_all(self) -> tuple[str | None, Usage, bool]:
@@ -312,15 +308,11 @@ class _ChatWatcher(StreamWatcher):
 
     def _read_events(self, unread: list[str]) -> None:
         final = self.final
-        if final:
+        if final and not _mention_tool_calls(unread):
             # The usage-only chunk was read: its usage stands, and the tokens seen (an
             # estimate, wanted only without it) need not be counted: only the tools asked
-            # for are still to read.
-            for data in unread:
-                if '"tool_calls"' in data:
-                    break
-            else:
-                return
+            # for are still to read, and there are none.
+            return
         for data in unread:
             try:
                 self._read(data, final)
@@ -524,6 +516,12 @@ def _raw_tool_calls(data: str) -> tuple[bool, frozenset[str]]:
     return calls, names
 
 
+def _mention_tool_calls(events: list[str]) -> bool:
+    """True if a raw event of ``events`` mentions ``tool_calls`` (then read exactly): one
+    search of their text joined by a newline, which no match can straddle."""
+    return '"tool_calls"' in "\n".join(events)
+
+
 def _carries_token(data: str) -> bool:
     """True if a raw chunk carries generated content: text in its delta, or tool calls."""
     start = data.find('"delta"')
@@ -585,7 +583,7 @@ def _watch_events(stream: Any, watcher: _ChatWatcher, call: Call) -> bool:
 
     Where the SDK is not shaped like that (another version, a stream already started),
     nothing is installed and the call is watched through a proxy reading the typed chunks
-    (see ``_common._watched``). True if installed.
+    (see ``_ChatAdapter.wrap_result``). True if installed.
 
     Nothing agentledger keeps in the stream's ``__dict__`` holds the stream but weakly (the
     filter removes itself when the SDK calls it, once, as iteration starts): a stream that
@@ -709,6 +707,7 @@ class _Closer:
     """
 
     __slots__ = ("stream", "watcher")
+    _FRAME = "gi_frame"  # the filter's frame attribute: None once it has ended
 
     def __init__(self, stream: weakref.ref[Any], watcher: _ChatWatcher) -> None:
         self.stream = stream
@@ -718,7 +717,7 @@ class _Closer:
         """The event filter (a generator), if it started and has not ended."""
         ref = self.watcher.events
         events = ref() if ref is not None else None
-        if events is None or events.gi_frame is None:  # (ended: its frame is gone)
+        if events is None or getattr(events, self._FRAME) is None:
             return None
         return events
 
@@ -749,13 +748,7 @@ class _Closer:
 
 class _AsyncCloser(_Closer):
     __slots__ = ()
-
-    def _running(self) -> Any:
-        ref = self.watcher.events
-        events = ref() if ref is not None else None
-        if events is None or events.ag_frame is None:
-            return None
-        return events
+    _FRAME = "ag_frame"
 
     async def __call__(self) -> Any:
         events = self._running()
@@ -822,10 +815,7 @@ class _ChatAdapter(Adapter):
             except Exception:
                 log.warning("agentledger: could not attach to a %s stream", self.endpoint,
                             exc_info=True)  # fmt: skip
-                proxy = proxied(result, call, watcher)  # the typed chunks, read
-                if proxy is not None:
-                    return proxy
-        return super().wrap_result(result, call, watcher, parsed)
+        return super().wrap_result(result, call, watcher, parsed)  # the typed chunks, read
 
     def extract(self, result: Any) -> tuple[str | None, Usage | None]:
         return _model(result), chat_usage(attr(result, "usage"))

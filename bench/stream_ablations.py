@@ -46,14 +46,13 @@ def _done(self: Any, read: Any) -> None:
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "full": ("agentledger as it is", {}),
     "nousage": ("the usage-only chunk dropped undecoded (recorded as an estimate)",
-                {"openai._ChatWatcher._take_usage": lambda self, data: True}),
-    "nofirst": ("no event tested for the first token (nor kept before it)",
-                {"openai._ChatWatcher._until_first_token": lambda self, data, call: None}),
+                {"openai._usage_event": lambda data: {"usage": {}}}),
     "norecord": ("the call is finished but not recorded (nothing handed to the writer)",
                  {"_common.Call.finish_later": _done}),
-    "nofinish": ("the stream's end records nothing (no finish, no closer)",
+    "nofinish": ("the stream's end records nothing (no finish, no record when freed)",
                  {"openai._ChatWatcher.finish": lambda self, **kw: None,
-                  "openai._Closer.__del__": lambda self: None}),
+                  "_common.Call.finish_later": _done,
+                  "openai._ChatWatcher.__del__": lambda self: None}),
     "setup": ("the call's set-up only (Call, prepare); the SDK's stream, bare filter",
               {"openai._ChatAdapter.wrap_result": lambda self, result, call, watcher, parsed:
                bench._floor(result)}),

@@ -65,7 +65,7 @@ def watcher_of(stream: Any) -> _ChatWatcher:
     try:
         watcher = object.__getattribute__(stream, "_al_watcher")
     except AttributeError:
-        watcher = vars(stream)["close"].watcher
+        watcher = vars(stream)["close"].__self__
     assert isinstance(watcher, _ChatWatcher)
     return watcher
 
@@ -267,10 +267,7 @@ def test_raw_choices_and_usage_detection(
 ) -> None:
     """The usage-only chunk is kept from the SDK and a usage on any chunk is read, by the
     watcher itself and through the SDK-shaped stream's event filter."""
-    from agentledger.integrations.openai import _no_choices
-
     assert json.loads(data)  # the cases are valid JSON
-    assert _no_choices(data) is no_choices
     watcher = _ChatWatcher(hide_usage_chunk=True)
     taken = watcher.on_event(data) == _SKIP
     watcher.settle()
@@ -510,8 +507,8 @@ def test_the_filter_leaves_the_stream_once_started_so_no_cycle_keeps_it(ledger: 
     assert _watch_events(stream, watcher, raw_call(ledger)) is True
     assert "_iter_events" in vars(stream)  # not started yet: still there
     events_ = stream._iter_events()  # (as the SDK does when iteration starts)
-    assert "_iter_events" not in vars(stream)
     assert [sse.data for sse in events_] == []  # [DONE] after the usage: the end
+    assert "_iter_events" not in vars(stream)  # the filter left as it started
     ref = weakref.ref(stream)
     gc.disable()
     try:
@@ -692,3 +689,98 @@ def test_raw_and_typed_watching_record_the_same(
         )  # fmt: skip
         assert "usage_estimated" not in first.metadata
     assert all(c.choices for c in raw_chunks)  # no usage-only chunk reached the caller
+
+
+# --- session 15: the first token found from the kept events' times -------------------------------
+class _Clock:
+    """``time.perf_counter`` stand-in: 1.0, 2.0, 3.0, ... one per call (deterministic)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def _chunk(delta: dict[str, Any]) -> str:
+    return json.dumps({"model": "m", "choices": [{"index": 0, "delta": delta}]})
+
+
+_ROLE = _chunk({"role": "assistant", "content": ""})  # no token: the text is empty
+_USAGE = '{"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}'
+_TOOL = _chunk({"tool_calls": [{"index": 0, "id": "c1", "type": "function",
+                                "function": {"name": "f", "arguments": ""}}]})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("before", "token"),
+    [
+        pytest.param([_ROLE], _chunk({"content": "Hi"}), id="content"),
+        pytest.param([_ROLE], _chunk({"refusal": "No"}), id="refusal"),
+        pytest.param([_ROLE], _chunk({"reasoning_content": "Hm"}), id="reasoning"),
+        pytest.param([_ROLE], _TOOL, id="tool-calls"),
+        pytest.param([_ROLE, _chunk({"content": ""}), _chunk({})], _chunk({"content": "Hi"}),
+                     id="after-empty-deltas"),
+        pytest.param([_ROLE] * (2 * _READ_EVERY + 5), _chunk({"content": "Hi"}),
+                     id="past-two-reads"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_the_first_token_time_is_that_of_the_event_carrying_it(
+    before: list[str], token: str, kind: str, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kept events are timed as they come until the first token is known; the event that
+    carries it is found when they are read (on the writer, or every _READ_EVERY events)."""
+    clock = _Clock()
+    monkeypatch.setattr(al_openai, "time", clock)
+    call = raw_call(ledger)
+    call._t0 = 0.0
+    call.streaming = True
+    data = [*before, token, _chunk({"content": " there"}), _USAGE, "[DONE]"]
+    watcher = _ChatWatcher(hide_usage_chunk=True)
+    if kind == "sync":
+        stream: Any = _Events(data)
+        assert _watch_events(stream, watcher, call) is True
+        passed = [sse.data for sse in stream._iter_events()]
+    else:
+        stream = _AsyncEvents(data)
+        assert _watch_events(stream, watcher, call) is True
+
+        async def read() -> list[str]:
+            return [sse.data async for sse in stream._iter_events()]
+
+        passed = asyncio.run(read())
+    assert passed == data[:-2]
+    assert ledger.flush()
+    # The clock ticks once per event kept until the first token is known: that event's is
+    # tick len(before) + 1 (the typed path stamps the same event).
+    assert call.first_token_at == float(len(before) + 1)
+    e = only_event(ledger)
+    assert e.metadata["ttft_ms"] == (len(before) + 1) * 1000.0
+    assert (e.input_tokens, e.output_tokens) == (3, 2)
+
+
+class _AsyncEvents:
+    """An SDK-shaped async stream (see _Events)."""
+
+    def __init__(self, data: list[str]) -> None:
+        self.data = data
+
+    async def _iter_events(self) -> Any:
+        for text in self.data:
+            yield mock.Mock(data=text)
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_stream_without_a_token_records_no_first_token(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(al_openai, "time", _Clock())
+    passed, watcher = filter_events([_ROLE, _chunk({}), _USAGE, "[DONE]"], ledger)
+    assert passed == [_ROLE, _chunk({})]
+    assert watcher.call is not None
+    assert watcher.call.first_token_at is None
+    assert "ttft_ms" not in only_event(ledger).metadata

@@ -449,7 +449,10 @@ class Call:
         self.done = True
         t1 = time.perf_counter()
         try:
-            self.ledger()._record_later(self._ctx, lambda: self._args(*read(), None, None, t1))
+            ledger = self._ledger_ref()
+            if ledger is None:
+                ledger = self.ledger()
+            ledger._record_later(self._ctx, lambda: self._args(*read(), None, None, t1))
         except Exception:
             log.warning("agentledger: could not record a %s call", self.adapter.endpoint,
                         exc_info=True)  # fmt: skip

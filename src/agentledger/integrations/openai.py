@@ -136,73 +136,75 @@ class _ChatWatcher(StreamWatcher):
     as it is.
 
     Raw watching asks as little as it can of the caller's thread: each event is tested for
-    the usage-only chunk (kept from the SDK and the caller), events are timed until the
-    first token came, and kept; the rest (model, tokens seen, tools asked for, the usage)
-    is read when the call is recorded, by the ledger's writer when the provider sent its
-    usage and no tools were asked for (:meth:`finish`).
+    ``"delta"`` (a chunk with choices: kept, with the time it came until the first token is
+    known); the others are the usage-only chunk (kept from the SDK and the caller),
+    ``[DONE]``, errors. The rest (which event carried the first token, the model, tokens
+    seen, tools asked for, the usage) is read when the call is recorded, by the ledger's
+    writer when the provider sent its usage and no tools were asked for (:meth:`finish`),
+    or every :data:`_READ_EVERY` events of a long stream.
     """
 
     call: Call | None = None  # set when the raw events are watched (see _watch_events)
     # The last usage-only chunk (its JSON) not read yet (see settle); None once read.
     usage_chunk: dict[str, Any] | None = None
     final = False  # a usage-only chunk was read: its usage stands
-    # The event filter of a raw-watched stream (a weak reference; see _Closer), once started.
+    usage_events_skipped = 0  # usage-only chunks kept from the SDK (raw watching)
+    # The event filter of a raw-watched stream (a weak reference), and whether it started.
     events: weakref.ref[Any] | None = None
+    started = False
+    is_async = False
+    stream: weakref.ref[Any] | None = None  # the raw-watched stream
     response: Any = None  # the raw-watched stream's HTTP response (for the SDK's errors)
 
     def __init__(self, hide_usage_chunk: bool) -> None:
         self.hide_usage_chunk = hide_usage_chunk
-        self.usage_events_skipped = 0  # usage-only chunks kept from the SDK (raw watching)
         self._unread: list[str] = []  # raw events not read yet (see settle)
-        # How the server spaces its JSON, learnt from its first event: True until then, and
-        # after if neither way (each event is then also searched for the usage-only chunk
-        # exactly, and tested for its first token exactly).
-        self.odd_json = True
-        self._first = True  # no event seen yet
-        # The text fields as keys of a string value, spaced as the server does (see
-        # _until_first_token); None until known, or if neither way.
-        self._text_keys: tuple[str, ...] | None = None
+        # When each of them came (perf_counter), while the first token is not known: the
+        # one that carries it is found when they are read (see _first_token).
+        self._stamps: list[float] = []
 
     def on_event(self, data: str) -> int:
         """Watch one raw event (its ``data``) of a raw-watched stream: :data:`_PASS` it on
         to the SDK, :data:`_SKIP` it (the usage-only chunk), or :data:`_END` (the call is
-        recorded: ``[DONE]`` after the usage; nothing more is to be read).
-
-        On the caller's thread: the usage-only chunk is recognised (and decoded: only a clean
-        usage-only chunk is kept from the SDK), events are tested for the first token until
-        it came, and kept to be read later (up to :data:`_READ_EVERY` at a time before the
-        call ends). The sync event filter (:func:`_watch_events`) does the same inline.
-        """
+        recorded: ``[DONE]`` after the usage; nothing more is to be read). The sync event
+        filter (:func:`_filtered`) does the same with the chunks inline."""
         try:
-            if self._first:
-                self._learn(data)
-            if (_EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data
-                    or (self.odd_json and _no_choices(data))):  # fmt: skip
-                return _SKIP if self._take_usage(data) else _PASS
-            call = self.call
-            if self.usage_chunk is not None and data.startswith("[DONE]"):
-                self.finish()
-                return _END
-            if call is not None and call.first_token_at is None:
-                self._until_first_token(data, call)
-            elif data.startswith(_ERROR_EVENT):
-                self._error_event(data)
-            else:
-                self._unread.append(data)
-                if len(self._unread) >= _READ_EVERY:
-                    self.settle()
+            if '"delta"' in data:
+                self._keep(data)
+                return _PASS
+            return self.on_other(data)
         except Exception:
             log.warning("agentledger: could not read a stream event", exc_info=True)
         return _PASS
 
-    def _learn(self, data: str) -> None:
-        """How this server spaces its JSON, from its first event (OpenAI: compact; others:
-        Python's default)."""
-        self._first = False
-        if _EMPTY_CHOICES[:-1] in data:
-            self.odd_json, self._text_keys = False, _TEXT_COMPACT
-        elif _EMPTY_CHOICES_SPACED[:-1] in data:
-            self.odd_json, self._text_keys = False, _TEXT_SPACED
+    def on_other(self, data: str) -> int:
+        """A raw event that is not a chunk with choices (no ``"delta"``: a quote inside a
+        JSON string is escaped): ``[DONE]``, the usage-only chunk, an error, another chunk
+        without choices (Azure's content-filter results). See :meth:`on_event`."""
+        if data.startswith("[DONE]"):
+            if self.usage_chunk is None:
+                return _PASS  # the SDK stops there; the filter records as it is closed
+            self.finish()
+            return _END
+        if data.startswith(_ERROR_EVENT):
+            self._error_event(data)
+            return _PASS
+        chunk = _usage_event(data)
+        if chunk is None:  # not the usage-only chunk: the SDK's (as an error event is)
+            self._keep(data)
+            return _PASS
+        self.usage_chunk = chunk  # the last one wins, as with typed chunks
+        self.usage_events_skipped += 1
+        return _SKIP
+
+    def _keep(self, data: str) -> None:
+        """Keep a raw event to read later (with the time it came, until the first token)."""
+        self._unread.append(data)
+        call = self.call
+        if call is not None and call.first_token_at is None:
+            self._stamps.append(time.perf_counter())
+        if len(self._unread) >= _READ_EVERY:
+            self.settle()
 
     def _error_event(self, data: str) -> None:
         """An event that starts as an error does: if the SDK raises on it, the call is
@@ -212,40 +214,73 @@ class _ChatWatcher(StreamWatcher):
         if error is not None:
             self.finish(error=error)
         else:
-            self._unread.append(data)
+            self._keep(data)
 
-    def _until_first_token(self, data: str, call: Call) -> None:
-        """An event before the first token: kept, and timed if it carries the first token."""
-        if data.startswith(_ERROR_EVENT):
-            self._error_event(data)
+    def _first_token(self, unread: list[str], stamps: list[float]) -> None:
+        """The time the first token came: that of the first kept event carrying one."""
+        call = self.call
+        if call is None or call.first_token_at is not None:
             return
-        self._unread.append(data)
-        keys = self._text_keys
-        if keys is not None:
-            # A quote inside a JSON string is escaped: a match is a text field's key with a
-            # string value; not followed by a quote, the string is not empty. Tool calls are
-            # read exactly.
-            for key in keys:
-                at = data.find(key)
-                if at >= 0 and not data.startswith('"', at + len(key)):
-                    call.first_token_at = time.perf_counter()
-                    return
-            if '"tool_calls"' not in data:
+        for data, at in zip(unread, stamps, strict=False):  # (stamps: unread's first)
+            if _carries_token(data):
+                call.first_token_at = at
                 return
-        if _carries_token(data):
-            call.first_token_at = time.perf_counter()
 
-    def _take_usage(self, data: str) -> bool:
-        """A raw chunk without choices; True if it is the usage-only chunk (then kept from
-        the SDK and the caller, and read when the call is recorded). Anything else (an error
-        event, a chunk without a usage object, as Azure's content-filter chunk) goes on to
-        the SDK as it would have."""
-        chunk = _usage_event(data)
-        if chunk is None:
-            return False
-        self.usage_chunk = chunk  # the last one wins, as with typed chunks
-        self.usage_events_skipped += 1
-        return True
+    def close_stream(self) -> Any:
+        """A raw-watched stream's ``close``: records the call, then closes the stream as
+        the SDK does. The event filter, if it runs, is closed first: it records the call
+        knowing the last event it passed on (the SDK may have raised on it: an error
+        event). A call not recorded by then is recorded as closed early."""
+        events = self._running()
+        if events is not None:
+            with contextlib.suppress(ValueError):  # (running in another thread)
+                events.close()  # records the call (see the filter's GeneratorExit)
+        self.finish(last="")
+        stream = self.stream() if self.stream is not None else None
+        if stream is not None:
+            return type(stream).close(stream)
+        return None
+
+    async def aclose_stream(self) -> Any:
+        """:meth:`close_stream` of an async stream."""
+        events = self._running()
+        if events is not None:
+            with contextlib.suppress(RuntimeError):  # (running elsewhere)
+                await events.aclose()
+        self.finish(last="")
+        stream = self.stream() if self.stream is not None else None
+        if stream is not None:
+            return await type(stream).close(stream)
+        return None
+
+    def _running(self) -> Any:
+        """The event filter (a generator), if it has not ended."""
+        ref = self.events
+        events = ref() if ref is not None else None
+        if events is None or getattr(events, "ag_frame" if self.is_async else "gi_frame") is None:
+            return None
+        return events
+
+    def __del__(self) -> None:
+        # A raw-watched call whose stream was dropped before its end without being closed
+        # (never iterated, or left with an exception that still held the filter) is
+        # recorded when the watcher is freed, as the proxy's ``__del__`` does. The filter
+        # holds the watcher: a filter that started and was freed recorded as it was closed
+        # (in a reference cycle freed by the garbage collector, its reference is cleared
+        # first, and it records as it is closed).
+        call = self.call
+        if call is None or call.done:
+            return
+        with contextlib.suppress(Exception):  # (at interpreter exit, say)
+            if self.started:
+                if self.is_async:
+                    return  # (a filter that started records as its event loop closes it)
+                events = self._running()
+                if events is None:
+                    return
+                events.close()  # records, knowing its last event
+            if not call.done:
+                self.finish(last="", note_tools=False)
 
     def finish(
         self, *, error: BaseException | None = None, last: str | None = None,
@@ -303,7 +338,11 @@ class _ChatWatcher(StreamWatcher):
             if self.on_usage_event(chunk):
                 self.final = True
         if unread:
-            self._unread = []  # (a new list: the event filter takes it again)
+            self._unread = []  # (new lists: the event filter takes them again)
+            stamps = self._stamps
+            if stamps:
+                self._stamps = []
+                self._first_token(unread, stamps)
             self._read_events(unread)
 
     def _read_events(self, unread: list[str]) -> None:
@@ -409,17 +448,9 @@ _PASS: Final = 0
 _SKIP: Final = 1
 _END: Final = 2
 
-# The usage-only chunk's raw JSON, as OpenAI writes it and with Python's default spacing:
-# a substring test (a quote inside a JSON string is escaped, so no chunk text can match);
-# JSON spaced any other way is read exactly (_no_choices; see _ChatWatcher.odd_json).
-_EMPTY_CHOICES: Final = '"choices":[]'
-_EMPTY_CHOICES_SPACED: Final = '"choices": []'
 # How an error event starts, as OpenAI (and Python) write it; one that starts otherwise is
 # recognised when the event filter is closed (see _ChatWatcher.finish).
 _ERROR_EVENT: Final = '{"error"'
-# A delta's text fields (see _TEXT_KEYS) as keys of a string value, in either spacing.
-_TEXT_COMPACT: Final = ('"content":"', '"refusal":"', '"reasoning_content":"')
-_TEXT_SPACED: Final = ('"content": "', '"refusal": "', '"reasoning_content": "')
 
 
 def _value_at(data: str, key: str, start: int = 0) -> int:
@@ -436,15 +467,6 @@ def _value_at(data: str, key: str, start: int = 0) -> int:
     if not value:  # more blanks than that
         return len(data) - len(data[at:].lstrip(_BLANK))
     return at + len(head) - len(value)
-
-
-def _no_choices(data: str) -> bool:
-    """True if the raw chunk's ``choices`` is an empty list (the usage-only chunk, or a
-    chunk like Azure's content-filter results)."""
-    at = _value_at(data, '"choices"')
-    if at < 0 or not data.startswith("[", at):
-        return False
-    return data[at + 1 : at + 64].lstrip(_BLANK).startswith("]")
 
 
 def _raw_model(data: str) -> str | None:
@@ -572,201 +594,139 @@ def _watch_events(stream: Any, watcher: _ChatWatcher, call: Call) -> bool:
     """Make ``watcher`` watch ``stream``'s raw server-sent events and record its call.
 
     The SDK's ``Stream``/``AsyncStream`` read their server-sent events from
-    ``self._iter_events()`` when iteration starts; an instance attribute of that name that
-    filters the events is used instead. Every event goes through ``watcher.on_event``,
-    which keeps the usage-only chunk from the SDK (building a ``ChatCompletionChunk`` of it
-    costs tens of µs, and the caller never sees it: it is the chunk we asked for); the
-    filter records the call when the events end, fail or are left (``watcher.finish``).
-    The stream's ``close`` is replaced on the instance by one that records the call first
-    (:class:`_Closer`), which also records a stream dropped unread. The caller gets the
-    SDK's own stream object, with no proxy in front of each chunk.
+    ``self._iter_events()`` when iteration starts; an instance attribute of that name giving
+    a filter of those events (:func:`_filtered`, :func:`_afiltered`, made here and started
+    by the SDK) is used instead. The filter keeps the usage-only chunk from the SDK
+    (building a ``ChatCompletionChunk`` of it costs tens of µs, and the caller never sees
+    it: it is the chunk we asked for) and records the call when the events end, fail or
+    are left. The stream's ``close`` is replaced on the instance by
+    :meth:`_ChatWatcher.close_stream`, which records the call first; the watcher's
+    ``__del__`` records a stream dropped unread. The caller gets the SDK's own stream
+    object, with no proxy in front of each chunk.
 
     Where the SDK is not shaped like that (another version, a stream already started),
     nothing is installed and the call is watched through a proxy reading the typed chunks
     (see ``_ChatAdapter.wrap_result``). True if installed.
 
-    Nothing agentledger keeps in the stream's ``__dict__`` holds the stream but weakly (the
-    filter removes itself when the SDK calls it, once, as iteration starts): a stream that
-    held a closure holding the stream would be a reference cycle, and the stream (response,
-    decoder, buffers) would wait for the garbage collector instead of being freed when the
-    caller drops it, as the SDK's own streams are; and so would the record of a stream
-    dropped unread.
+    Nothing agentledger keeps in the stream's ``__dict__`` holds the stream but weakly once
+    the filter starts (it removes itself from there as it starts): a stream that held a
+    filter holding the stream would be a reference cycle, and the stream (response, decoder,
+    buffers) would wait for the garbage collector instead of being freed when the caller
+    drops it, as the SDK's own streams are. (Before it starts, the SDK's own unstarted
+    generator holds the stream in such a cycle anyway.)
     """
     cls = type(stream)
     is_async = _EVENT_READERS.get(cls, _MISSING)
     if is_async is _MISSING:
         is_async = _EVENT_READERS[cls] = _events_kind(cls)
-    if is_async is None or "_iter_events" in vars(stream):
+    if is_async is None:
         return False
-    original = cls._iter_events
-    stream_ref = weakref.ref(stream)
-    finish = watcher.finish
+    fields = vars(stream)
+    if "_iter_events" in fields:
+        return False
     watcher.call = call
     watcher.response = getattr(stream, "response", None)
-
-    def started(filtering: Callable[[Any], Any]) -> Any:
-        """What the SDK's ``self._iter_events()`` returns (called once, as iteration starts):
-        its events, filtered."""
-        this = stream_ref()
-        vars(this).pop("_iter_events", None)
-        events_ = filtering(original(this))
-        watcher.events = weakref.ref(events_)
-        return events_
-
+    watcher.stream = weakref.ref(stream)
+    events: Any
     if is_async:
-
-        async def afiltered(events: AsyncIterator[Any]) -> AsyncIterator[Any]:
-            on_event = watcher.on_event
-            data = ""
-            try:
-                async for sse in events:
-                    data = sse.data
-                    todo = on_event(data)
-                    if todo == _PASS:
-                        yield sse
-                    elif todo == _END:
-                        return  # as the SDK does at [DONE]
-            except GeneratorExit:
-                finish(last=data)
-                raise
-            except Exception as exc:
-                finish(error=exc)
-                raise
-            except BaseException:  # cancelled, interrupted: left early
-                finish(last="")
-                raise
-            finish()
-
-        stream._iter_events = functools.partial(started, afiltered)
-        stream.close = _AsyncCloser(stream_ref, watcher)
-        return True
-
-    def filtered(events: Iterator[Any]) -> Iterator[Any]:
-        # watcher.on_event, inline: a call per event costs more than the rest of its work.
-        w = watcher
-        unread = w._unread
-        data = ""
-        try:
-            fast = False  # read the event's text from its attribute (see below)
-            for sse in events:
-                try:
-                    data = sse._data if fast else sse.data
-                    if w._first:
-                        # The SDK's ServerSentEvent.data is a property giving its _data:
-                        # read directly, a Python call less per event (checked here).
-                        fast = getattr(sse, "_data", None) is data
-                        w._learn(data)
-                    if (_EMPTY_CHOICES in data or _EMPTY_CHOICES_SPACED in data
-                            or (w.odd_json and _no_choices(data))):  # fmt: skip
-                        chunk = _usage_event(data)  # (w._take_usage, inline)
-                        if chunk is not None:
-                            w.usage_chunk = chunk
-                            w.usage_events_skipped += 1
-                            continue
-                    elif w.usage_chunk is not None and data.startswith("[DONE]"):
-                        finish()
-                        return  # as the SDK does at [DONE]
-                    elif call.first_token_at is None:
-                        w._until_first_token(data, call)
-                    elif data.startswith(_ERROR_EVENT):
-                        w._error_event(data)
-                    else:
-                        unread.append(data)
-                        if len(unread) >= _READ_EVERY:
-                            w.settle()
-                            unread = w._unread
-                except Exception:
-                    log.warning("agentledger: could not read a stream event", exc_info=True)
-                yield sse
-        except GeneratorExit:
-            finish(last=data)
-            raise
-        except Exception as exc:
-            finish(error=exc)
-            raise
-        except BaseException:  # interrupted: left early
-            finish(last="")
-            raise
-        finish()
-
-    stream._iter_events = functools.partial(started, filtered)
-    stream.close = _Closer(stream_ref, watcher)
+        watcher.is_async = True
+        events = _afiltered(stream._iter_events(), watcher, fields)
+        fields["_iter_events"] = events.__aiter__
+        fields["close"] = watcher.aclose_stream
+    else:
+        events = _filtered(stream._iter_events(), watcher, fields)
+        fields["_iter_events"] = events.__iter__
+        fields["close"] = watcher.close_stream
+    watcher.events = weakref.ref(events)
     return True
 
 
-class _Closer:
-    """A raw-watched stream's ``close``: records the call, then closes the stream as the
-    SDK does.
+def _filtered(events: Iterator[Any], w: _ChatWatcher, fields: dict[str, Any]) -> Iterator[Any]:
+    """The server-sent ``events`` of a raw-watched sync stream less the usage-only chunk,
+    watched by ``w`` (see :meth:`_ChatWatcher.on_event`, inline here for the chunks with
+    choices: a call per event costs more than the rest of its work)."""
+    fields.pop("_iter_events", None)  # (no reference cycle: see _watch_events)
+    w.started = True
+    call: Call = w.call  # type: ignore[assignment]  # (set by _watch_events)
+    unread, stamps = w._unread, w._stamps
+    pending = True  # the first token has not been found (stamp the events kept)
+    room = _READ_EVERY
+    data = ""
+    fast = None  # read the event's text from its attribute (see below)
+    try:
+        for sse in events:
+            try:
+                if fast:
+                    data = sse._data
+                else:
+                    data = sse.data
+                    if fast is None:
+                        # The SDK's ServerSentEvent.data is a property giving its _data: read
+                        # directly, a Python call less per event (checked here).
+                        fast = getattr(sse, "_data", None) is data
+                if '"delta"' in data:  # a chunk with choices (see on_other)
+                    unread.append(data)
+                    if pending:
+                        stamps.append(time.perf_counter())
+                    room -= 1
+                    if not room:
+                        w.settle()
+                        unread, stamps = w._unread, w._stamps
+                        pending = call.first_token_at is None
+                        room = _READ_EVERY
+                elif data.startswith("[DONE]"):  # (w.on_other, inline for the common end)
+                    if w.usage_chunk is not None:
+                        if w.tool_names or _mention_tool_calls(unread):
+                            w.finish()  # (its event id is needed at once: see finish)
+                        else:
+                            call.finish_later(w._read_all)
+                        return  # as the SDK does at [DONE]
+                else:
+                    todo = w.on_other(data)
+                    unread, stamps = w._unread, w._stamps
+                    if todo == _SKIP:
+                        continue
+            except Exception:
+                log.warning("agentledger: could not read a stream event", exc_info=True)
+            yield sse
+    except GeneratorExit:
+        w.finish(last=data)
+        raise
+    except Exception as exc:
+        w.finish(error=exc)
+        raise
+    except BaseException:  # interrupted: left early
+        w.finish(last="")
+        raise
+    w.finish()
 
-    The event filter, if it runs, is closed first: it records the call knowing the last
-    event it passed on (the SDK may have raised on it: an error event). A call not recorded
-    by then is recorded as closed early. Kept in the stream's ``__dict__`` (it holds the
-    stream weakly: no cycle), it also records, when the stream is freed, a call whose
-    stream was dropped before its end without being closed (never iterated, or left with
-    an exception that still holds the filter), as the proxy's ``__del__`` does.
-    """
 
-    __slots__ = ("stream", "watcher")
-    _FRAME = "gi_frame"  # the filter's frame attribute: None once it has ended
-
-    def __init__(self, stream: weakref.ref[Any], watcher: _ChatWatcher) -> None:
-        self.stream = stream
-        self.watcher = watcher
-
-    def _running(self) -> Any:
-        """The event filter (a generator), if it started and has not ended."""
-        ref = self.watcher.events
-        events = ref() if ref is not None else None
-        if events is None or getattr(events, self._FRAME) is None:
-            return None
-        return events
-
-    def __call__(self) -> Any:
-        events = self._running()
-        if events is not None:
-            with contextlib.suppress(ValueError):  # (running in another thread)
-                events.close()  # records the call (see the filter's GeneratorExit)
-        self.watcher.finish(last="")
-        stream = self.stream()
-        if stream is not None:
-            return type(stream).close(stream)
-        return None
-
-    def __del__(self) -> None:
-        call = self.watcher.call
-        if call is None or call.done:
-            return
-        with contextlib.suppress(Exception):  # (at interpreter exit, say)
-            events = self._running()
-            if events is not None:
-                events.close()  # records, knowing its last event
-            elif self.watcher.events is None:  # never iterated
-                self.watcher.finish(last="", note_tools=False)
-            # else the filter is being freed too (a reference cycle the garbage collector
-            # frees: its reference is cleared first): it records as it is closed.
-
-
-class _AsyncCloser(_Closer):
-    __slots__ = ()
-    _FRAME = "ag_frame"
-
-    async def __call__(self) -> Any:
-        events = self._running()
-        if events is not None:
-            with contextlib.suppress(RuntimeError):  # (running elsewhere)
-                await events.aclose()
-        self.watcher.finish(last="")
-        stream = self.stream()
-        if stream is not None:
-            return await type(stream).close(stream)
-        return None
-
-    def __del__(self) -> None:
-        call = self.watcher.call
-        if call is None or call.done or self.watcher.events is not None:
-            return  # (a filter that started records as its event loop closes it)
-        with contextlib.suppress(Exception):
-            self.watcher.finish(last="", note_tools=False)
+async def _afiltered(
+    events: AsyncIterator[Any], w: _ChatWatcher, fields: dict[str, Any]
+) -> AsyncIterator[Any]:
+    """:func:`_filtered` of an async stream (every event through ``w.on_event``)."""
+    fields.pop("_iter_events", None)
+    w.started = True
+    on_event = w.on_event
+    data = ""
+    try:
+        async for sse in events:
+            data = sse.data
+            todo = on_event(data)
+            if todo == _PASS:
+                yield sse
+            elif todo == _END:
+                return  # as the SDK does at [DONE]
+    except GeneratorExit:
+        w.finish(last=data)
+        raise
+    except Exception as exc:
+        w.finish(error=exc)
+        raise
+    except BaseException:  # cancelled, interrupted: left early
+        w.finish(last="")
+        raise
+    w.finish()
 
 
 class _ChatAdapter(Adapter):

@@ -775,10 +775,7 @@ class _AsyncEvents:
         pass
 
 
-def test_a_stream_without_a_token_records_no_first_token(
-    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(al_openai, "time", _Clock())
+def test_a_stream_without_a_token_records_no_first_token(ledger: Ledger) -> None:
     passed, watcher = filter_events([_ROLE, _chunk({}), _USAGE, "[DONE]"], ledger)
     assert passed == [_ROLE, _chunk({})]
     assert watcher.call is not None

@@ -388,6 +388,13 @@ class Call:
         self.streaming = False
         self.done = False
 
+    def read_args(
+        self, read: Callable[[], tuple[str | None, Usage, bool]], ended: float
+    ) -> tuple[Any, ...]:
+        """The ledger's row arguments of the call ended at ``ended``, with the model, usage
+        and whether it is estimated that ``read()`` gives (see :meth:`finish_later`)."""
+        return self._args(*read(), None, None, ended)
+
     def ledger(self) -> Ledger:
         ledger = self._ledger_ref()
         if ledger is None:
@@ -449,10 +456,7 @@ class Call:
         self.done = True
         t1 = time.perf_counter()
         try:
-            ledger = self._ledger_ref()
-            if ledger is None:
-                ledger = self.ledger()
-            ledger._record_later(self._ctx, lambda: self._args(*read(), None, None, t1))
+            self.ledger()._record_later(self._ctx, functools.partial(self.read_args, read, t1))
         except Exception:
             log.warning("agentledger: could not record a %s call", self.adapter.endpoint,
                         exc_info=True)  # fmt: skip

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from dataclasses import dataclass
 from typing import Any, Final
 
+from .._default import get_ledger
 from ..events import DeferredMetadata
 from ..ledger import Ledger
 from ..spans import _TOOL_REQUEST, Span, ToolRequest, _current_span, tool_parent
@@ -398,8 +399,6 @@ class Call:
     def ledger(self) -> Ledger:
         ledger = self._ledger_ref()
         if ledger is None:
-            from .._default import get_ledger
-
             ledger = get_ledger()
         return ledger
 

@@ -16,10 +16,13 @@ from typing import Any
 import httpx2 as httpx  # the openai SDK's own HTTP client
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agentledger import Event, Ledger
 from agentledger.integrations import openai as al_openai
 from agentledger.integrations.openai import _ChatWatcher
+from agentledger.spans import _TOOL_REQUEST
 
 from ._stored import events, only_event
 from .test_openai_fast_paths import MESSAGES, USAGE, no_raw_watching, watcher_of
@@ -436,3 +439,82 @@ def test_a_failure_reading_the_kept_events_keeps_the_call_as_an_estimate(
     assert e.model == "o3-mini"  # the request's model
     assert "could not read a stream's events" in caplog.text
     assert ledger.stats().rejected == 0
+
+
+# --- session 15: any sequence of chunks, raw-watched and typed, records the same -----------------
+_TEXT = st.lists(
+    st.sampled_from(["a", " ", '"', "\\", "{", "}", ":", "[", "]", "delta", '"delta"',
+                     '"choices":[]', "é"]),
+    max_size=4,
+).map("".join)  # fmt: skip
+_DELTAS = st.one_of(
+    st.builds(lambda t: {"role": "assistant", "content": t}, _TEXT),
+    st.builds(lambda t: {"content": t}, _TEXT),
+    st.builds(lambda t: {"refusal": t}, _TEXT),
+    st.builds(lambda t: {"reasoning_content": t}, _TEXT),
+    st.just({}),
+    st.just({"content": None}),
+    st.builds(lambda name, args: {"tool_calls": [{"index": 0, "id": "t", "type": "function",
+                                                  "function": {"name": name, "arguments": args}}]},
+              st.sampled_from(["lookup", "add"]), _TEXT),
+    st.just({"tool_calls": []}),
+)  # fmt: skip
+_AZURE_FILTER = {"id": "", "object": "", "created": 0, "model": "", "choices": [],
+                 "prompt_filter_results": [{"prompt_index": 0}]}  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    deltas=st.lists(_DELTAS, max_size=8),
+    azure=st.booleans(),
+    finish=st.booleans(),
+    size=st.sampled_from([3, 100_000]),
+)
+def test_any_chunk_sequence_records_and_shows_what_the_typed_path_does(
+    ledger: Ledger, deltas: list[dict[str, Any]], azure: bool, finish: bool, size: int
+) -> None:
+    """The raw event filter's reading (a ``"delta"`` test per event; the first token found
+    from the kept events' times) against the typed chunks' reading, through the real SDK:
+    the caller sees the same chunks, and the same event is recorded (tokens, whether a first
+    token came), and the same tools are noted for the tool calls that answer it."""
+    chunks = [_chunk(d) for d in deltas] + ([_chunk({}, "stop")] if finish else [])
+    head = (_event(_AZURE_FILTER) if azure else b"") + b"".join(_event(c) for c in chunks)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        options = json.loads(request.content).get("stream_options") or {}
+        body = head + (USAGE_EVENT if options.get("include_usage") else b"") + DONE
+        return httpx.Response(200, headers={"content-type": "text/event-stream"},
+                              stream=_Pieces(body, size))  # fmt: skip
+
+    def run(raw: bool) -> tuple[list[dict[str, Any]], Event, frozenset[str] | None]:
+        before = len(events(ledger))
+        _TOOL_REQUEST.set(None)
+        client = openai.OpenAI(
+            base_url="http://fake.invalid/v1",
+            api_key="x",
+            max_retries=0,
+            http_client=httpx.Client(transport=httpx.MockTransport(answer)),
+        )
+        with client, pytest.MonkeyPatch.context() as m:
+            if not raw:
+                m.setattr(al_openai, "_watch_events", no_raw_watching)
+            al_openai.wrap(client, ledger)
+            stream = client.chat.completions.create(model="o3-mini", messages=MESSAGES,
+                                                    stream=True)  # fmt: skip
+            with stream:
+                seen = dumps(list(stream))
+        stored = events(ledger)
+        assert len(stored) == before + 1
+        asked = _TOOL_REQUEST.get()  # the tools the response asked for, noted for tool calls
+        _TOOL_REQUEST.set(None)  # (not left to the tests after this one)
+        return seen, stored[-1], None if asked is None else asked.names
+
+    raw_seen, raw_event, raw_tools = run(raw=True)
+    typed_seen, typed_event, typed_tools = run(raw=False)
+    assert raw_seen == typed_seen
+    assert raw_tools == typed_tools
+    assert all(c["choices"] for c in raw_seen if c["id"])  # the usage chunk never shown
+    assert _stable(raw_event) == _stable(typed_event)
+    assert ("ttft_ms" in raw_event.metadata) == ("ttft_ms" in typed_event.metadata)
+    assert (raw_event.input_tokens, raw_event.output_tokens) == (2000, 600)

@@ -702,6 +702,20 @@ class _StreamProxyBase:
             object.__setattr__(self, "_al_iter", it)
         return it
 
+    def _al_read(self, item: Any) -> bool:
+        """Watch one item of the stream (its first token timed); True to pass it on."""
+        watcher: StreamWatcher = self._al_watcher
+        try:
+            passed, token = watcher.on_item(item)
+        except Exception:
+            log.warning("agentledger: could not read a stream item", exc_info=True)
+            return True
+        if token:
+            call = self._al_call
+            if call.first_token_at is None:
+                call.first_token_at = time.perf_counter()
+        return passed
+
     def _al_finish(
         self,
         *,
@@ -726,18 +740,10 @@ class SyncStreamProxy(_StreamProxyBase):
     __slots__ = ()
 
     def _al_generator(self) -> Iterator[Any]:
-        call, w = self._al_call, self._al_watcher
-        on_item = w.on_item
+        read = self._al_read
         try:
             for item in self._al_inner:
-                try:
-                    passed, token = on_item(item)
-                except Exception:
-                    log.warning("agentledger: could not read a stream item", exc_info=True)
-                    passed, token = True, False
-                if token and call.first_token_at is None:
-                    call.first_token_at = time.perf_counter()
-                if passed:
+                if read(item):
                     yield item
         except GeneratorExit:
             self._al_finish(closed_early=True)
@@ -748,11 +754,7 @@ class SyncStreamProxy(_StreamProxyBase):
         self._al_finish()
 
     def __iter__(self) -> Iterator[Any]:
-        it = self._al_iter
-        if it is None:
-            it = self._al_generator()
-            object.__setattr__(self, "_al_iter", it)
-        return it  # type: ignore[no-any-return]
+        return self._al_get_iter()  # type: ignore[no-any-return]
 
     def __next__(self) -> Any:
         return next(self._al_get_iter())
@@ -779,18 +781,10 @@ class AsyncStreamProxy(_StreamProxyBase):
     __slots__ = ()
 
     async def _al_generator(self) -> AsyncIterator[Any]:
-        call, w = self._al_call, self._al_watcher
-        on_item = w.on_item
+        read = self._al_read
         try:
             async for item in self._al_inner:
-                try:
-                    passed, token = on_item(item)
-                except Exception:
-                    log.warning("agentledger: could not read a stream item", exc_info=True)
-                    passed, token = True, False
-                if token and call.first_token_at is None:
-                    call.first_token_at = time.perf_counter()
-                if passed:
+                if read(item):
                     yield item
         except GeneratorExit:
             self._al_finish(closed_early=True)

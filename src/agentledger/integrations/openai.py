@@ -29,7 +29,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Final
 
 from ..ledger import Ledger
-from ..spans import _TOOL_REQUEST
 from ._common import (
     Adapter,
     Call,
@@ -675,33 +674,18 @@ def _filtered(events: Iterator[Any], w: _ChatWatcher, fields: dict[str, Any]) ->
                         unread, stamps = w._unread, w._stamps
                         pending = call.first_token_at is None
                         room = _READ_EVERY
-                # w.on_other, inline (a call less for each of the two events of every stream
-                # that end it: measurably cheaper in place, see docs/benchmarks.md).
-                elif data.startswith("[DONE]"):
+                elif data.startswith("[DONE]"):  # (w.on_other's end, with fewer calls)
                     if w.usage_chunk is not None:
-                        if w.tool_names or '"tool_calls"' in "\n".join(unread):
+                        if w.tool_names or _mention_tool_calls(unread):
                             w.finish()  # (its event id is needed at once: see finish)
-                        else:  # call.finish_later(w._read_all), inline
-                            call.done = True
-                            ended = time.perf_counter()
-                            ledger = call._ledger_ref() or call.ledger()
-                            ledger._record_later(
-                                call._ctx, functools.partial(call.read_args, w._read_all, ended)
-                            )
-                            if _TOOL_REQUEST.get() is not None:
-                                _TOOL_REQUEST.set(None)  # this call asked for none
+                        else:
+                            call.finish_later(w._read_all)
                         return  # as the SDK does at [DONE]
-                elif data.startswith(_ERROR_EVENT):
-                    w._error_event(data)
-                    unread, stamps = w._unread, w._stamps
                 else:
-                    chunk = _usage_event(data)
-                    if chunk is not None:  # the usage-only chunk: kept from the SDK
-                        w.usage_chunk = chunk
-                        w.usage_events_skipped += 1
-                        continue
-                    w._keep(data)
+                    todo = w.on_other(data)
                     unread, stamps = w._unread, w._stamps
+                    if todo == _SKIP:
+                        continue
             except Exception:
                 log.warning("agentledger: could not read a stream event", exc_info=True)
             yield sse

@@ -402,10 +402,6 @@ class Call:
             ledger = get_ledger()
         return ledger
 
-    def mark_token(self) -> None:
-        if self.first_token_at is None:
-            self.first_token_at = time.perf_counter()
-
     def finish(
         self,
         *,

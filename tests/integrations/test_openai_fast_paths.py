@@ -22,6 +22,8 @@ from unittest import mock
 
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from agentledger import Event, Ledger
@@ -33,6 +35,7 @@ from agentledger.integrations.openai import (
     _SKIP,
     _ChatWatcher,
     _usage_event,
+    _usage_text,
     _watch_events,
 )
 
@@ -353,7 +356,8 @@ def test_the_event_filter_is_not_installed_where_the_sdk_differs(ledger: Ledger)
         ('{"choices":[],"usage":null}', False),
         ('{"choices":[],"usage":{"prompt_tokens":1},"error":{"message":"x"}}', False),
         ('{"choices":[],"usage":{"prompt_tokens":1}} trailing', False),
-        (' {"choices":[],"usage":{"prompt_tokens":1}}', False),
+        (' {"choices":[],"usage":{"prompt_tokens":1}}', True),  # as json.loads allows
+        ('\n\t {"choices":[],"usage":{"prompt_tokens":1}}', True),
         ('{"choices":[],"usage":{', False),
         ('[{"choices":[],"usage":{}}]', False),
         ("", False),
@@ -361,6 +365,77 @@ def test_the_event_filter_is_not_installed_where_the_sdk_differs(ledger: Ledger)
 )
 def test_usage_event_recognises_only_a_clean_usage_only_chunk(data: str, expected: bool) -> None:
     assert (_usage_event(data) is not None) is expected
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            '{"id":"c","object":"chat.completion.chunk","model":"m","choices":[],'
+            '"usage":{"prompt_tokens":1}}',
+            True,
+        ),  # as OpenAI writes it
+        ('{"id": "c", "choices": [ ], "usage": {"prompt_tokens": 1}}', True),
+        ('{"choices":\n[]\t,\r"usage" :{}}', True),
+        # Left to the JSON decoder (each of these is decoded on the caller's thread):
+        ('{"usage":{"prompt_tokens":1},"choices":[]}', False),  # usage first
+        ('{"meta":{"choices":[]},"choices":[],"usage":{}}', False),  # an object before
+        ('{"ids":["a"],"choices":[],"usage":{}}', False),  # a list before
+        ('{"id":"a\\"choices":[],"usage":{","choices":[],"usage":{}}', False),  # escape
+        ('{"a\\"choices":[],"usage":{}}', False),  # a key ending in an escaped quote
+        ('{"id":"choices","choices":[],"usage":{}}', False),  # the marker as a value first
+        (' {"choices":[],"usage":{}}', False),  # blanks before the object
+        ('{"choices":[],"usage":{},"error":{"message":"x"}}', False),
+        ('{"choices":[],"usage":null}', False),
+        ('{"choices":[{"delta":{}}],"usage":{}}', False),
+        ('{"choices":[],"x":1,"usage":{}}', False),  # usage not next
+        ('[{"choices":[],"usage":{}}]', False),
+        ("[DONE]", False),
+        ("", False),
+    ],
+)
+def test_usage_text_tells_the_usage_chunk_only_where_its_text_leaves_no_doubt(
+    data: str, expected: bool
+) -> None:
+    """What the text test takes is the usage-only chunk (the decoder agrees wherever it is
+    JSON); what it leaves is decoded (and may still be one)."""
+    assert _usage_text(data) is expected
+    if expected:
+        assert _usage_event(data) is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    before=st.dictionaries(
+        st.text(min_size=1, max_size=6),
+        st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8),
+                  st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3),
+                                                                       st.integers(), max_size=2),
+                  # what the text test looks for, inside a value (an object, a list, a string)
+                  st.just({"choices": [], "usage": {}}), st.just([{"choices": [], "usage": {}}]),
+                  st.just('"choices":[],"usage":{'), st.just('x"choices": [], "usage": {')),
+        max_size=4,
+    ),
+    choices=st.sampled_from([[], [{"delta": {}}], [{"index": 0}], None, {}]),
+    usage=st.sampled_from([{"prompt_tokens": 1}, {}, None, 0, []]),
+    after=st.dictionaries(st.sampled_from(["error", "x", "usage", "choices"]),
+                          st.one_of(st.none(), st.integers(), st.just({"message": "m"})),
+                          max_size=2),
+    spaced=st.booleans(),
+)  # fmt: skip
+def test_usage_text_never_takes_what_the_decoder_would_not(
+    before: dict[str, Any], choices: Any, usage: Any, after: dict[str, Any], spaced: bool
+) -> None:
+    """Any JSON object: where the text test takes it for the usage-only chunk, decoding it
+    says so too (it is never a chunk the SDK would have handed to the caller)."""
+    chunk = {k: v for k, v in before.items() if k not in ("choices", "usage")}
+    chunk["choices"] = choices
+    chunk["usage"] = usage
+    for key, value in after.items():
+        chunk[key] = value
+    data = json.dumps(chunk) if spaced else json.dumps(chunk, separators=(",", ":"))
+    if _usage_text(data):
+        assert _usage_event(data) is not None
 
 
 # --- include_usage through extra_body -------------------------------------------------------

@@ -245,6 +245,35 @@ def test_a_connection_lost_after_the_usage_event_records_what_the_typed_path_rec
     assert raw.metadata["partial"] is True
 
 
+@pytest.mark.parametrize("size", [3, 100_000])
+def test_a_broken_chunk_that_reads_as_the_usage_chunk_is_hidden_and_the_call_estimated(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture, size: int
+) -> None:
+    """The usage-only chunk known by its text is decoded when the call is recorded: one cut
+    short (no JSON) is still kept from the caller, who never asked for it (the plain SDK
+    would raise on it), and the call is recorded with the tokens seen, as an estimate."""
+    broken = b'data: {"id":"c","model":"o3-mini","choices":[],"usage":{"prompt_tokens":2\n\n'
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"},
+                              stream=_Pieces(HEAD + broken + DONE, size))  # fmt: skip
+
+    transport = httpx.MockTransport(answer)
+    with openai.OpenAI(base_url="http://fake.invalid/v1", api_key="x", max_retries=0,
+                       http_client=httpx.Client(transport=transport)) as client:  # fmt: skip
+        al_openai.wrap(client, ledger)
+        stream = client.chat.completions.create(model="o3-mini", messages=MESSAGES, stream=True)
+        chunks = list(stream)
+        assert watcher_of(stream).usage_events_skipped == 1
+    assert len(chunks) == len(CONTENT)
+    assert all(c.choices for c in chunks)
+    e = only_event(ledger)
+    assert e.status == "ok"
+    assert (e.input_tokens, e.output_tokens) == (0, 2)  # "Hello" and the quoted marker
+    assert e.metadata["usage_estimated"] is True
+    assert "could not read a usage chunk" in caplog.text
+
+
 # --- the wrappers' direct stream path --------------------------------------------------------
 def test_a_failing_attach_is_logged_and_the_stream_still_recorded(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
@@ -463,7 +492,32 @@ _AZURE_FILTER = {"id": "", "object": "", "created": 0, "model": "", "choices": [
                  "prompt_filter_results": [{"prompt_index": 0}]}  # fmt: skip
 
 
-@settings(max_examples=60, deadline=None,
+def _usage_text_of(shape: str) -> bytes:
+    """The usage-only chunk, written the ``shape`` way: as OpenAI writes it (``compact``),
+    with spaces (``spaced``), or in shapes the raw filter's text test leaves to the JSON
+    decoder: usage before choices, an object or an escaped quote before choices, and
+    blanks before the object (see ``_usage_text`` in the integration)."""
+    base: dict[str, Any] = {"id": "c", "object": "chat.completion.chunk", "created": 1,
+                            "model": "o3-mini"}  # fmt: skip
+    if shape == "nested":
+        base["meta"] = {"region": "eu"}
+    elif shape == "escaped":
+        base["note"] = 'a "quoted" \\ note'
+    if shape == "usage_first":
+        chunk = {**base, "usage": USAGE, "choices": []}
+    else:
+        chunk = {**base, "choices": [], "usage": USAGE}
+    if shape == "spaced":
+        return f"data: {json.dumps(chunk)}\n\n".encode()
+    text = json.dumps(chunk, separators=(",", ":"))
+    return f"data: {'  ' if shape == 'blanks' else ''}{text}\n\n".encode()
+
+
+_USAGE_SHAPES = ("compact", "spaced", "usage_first", "nested", "escaped", "blanks")
+
+
+@pytest.mark.parametrize("usage_shape", _USAGE_SHAPES)
+@settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(
     deltas=st.lists(_DELTAS, max_size=8),
@@ -472,18 +526,21 @@ _AZURE_FILTER = {"id": "", "object": "", "created": 0, "model": "", "choices": [
     size=st.sampled_from([3, 100_000]),
 )
 def test_any_chunk_sequence_records_and_shows_what_the_typed_path_does(
-    ledger: Ledger, deltas: list[dict[str, Any]], azure: bool, finish: bool, size: int
-) -> None:
+    ledger: Ledger, deltas: list[dict[str, Any]], azure: bool, finish: bool, size: int,
+    usage_shape: str,
+) -> None:  # fmt: skip
     """The raw event filter's reading (a ``"delta"`` test per event; the first token found
-    from the kept events' times) against the typed chunks' reading, through the real SDK:
-    the caller sees the same chunks, and the same event is recorded (tokens, whether a first
-    token came), and the same tools are noted for the tool calls that answer it."""
+    from the kept events' times; the usage-only chunk known by its text or decoded) against
+    the typed chunks' reading, through the real SDK: the caller sees the same chunks, and
+    the same event is recorded (tokens, whether a first token came), and the same tools are
+    noted for the tool calls that answer it."""
     chunks = [_chunk(d) for d in deltas] + ([_chunk({}, "stop")] if finish else [])
     head = (_event(_AZURE_FILTER) if azure else b"") + b"".join(_event(c) for c in chunks)
+    usage_event = _usage_text_of(usage_shape)
 
     def answer(request: httpx.Request) -> httpx.Response:
         options = json.loads(request.content).get("stream_options") or {}
-        body = head + (USAGE_EVENT if options.get("include_usage") else b"") + DONE
+        body = head + (usage_event if options.get("include_usage") else b"") + DONE
         return httpx.Response(200, headers={"content-type": "text/event-stream"},
                               stream=_Pieces(body, size))  # fmt: skip
 

@@ -22,6 +22,7 @@ import contextlib
 import functools
 import inspect
 import json
+import re
 import time
 import types
 import weakref
@@ -145,8 +146,9 @@ class _ChatWatcher(StreamWatcher):
     """
 
     call: Call | None = None  # set when the raw events are watched (see _watch_events)
-    # The last usage-only chunk (its JSON) not read yet (see settle); None once read.
-    usage_chunk: dict[str, Any] | None = None
+    # The last usage-only chunk not read yet (see settle): its JSON, or its raw text when
+    # its text alone said what it is (see _usage_text); None once read.
+    usage_chunk: dict[str, Any] | str | None = None
     final = False  # a usage-only chunk was read: its usage stands
     usage_events_skipped = 0  # usage-only chunks kept from the SDK (raw watching)
     # The event filter of a raw-watched stream (a weak reference), and whether it started.
@@ -189,7 +191,9 @@ class _ChatWatcher(StreamWatcher):
         if data.startswith(_ERROR_EVENT):
             self._error_event(data)
             return _PASS
-        chunk = _usage_event(data)
+        # The usage-only chunk is known by its text (decoded when the call is recorded, off
+        # the caller's thread), or else by decoding it here.
+        chunk = data if _usage_text(data) else _usage_event(data)
         if chunk is None:  # not the usage-only chunk: the SDK's (as an error event is)
             self._keep(data)
             return _PASS
@@ -331,6 +335,8 @@ class _ChatWatcher(StreamWatcher):
         chunk = self.usage_chunk
         if chunk is not None:
             self.usage_chunk = None
+            if isinstance(chunk, str):  # known by its text (see _usage_text): decoded now
+                chunk = _usage_event(chunk) or {}  # ({}: not readable: estimated)
             for data in unread:
                 if self.model is not None:
                     break
@@ -380,7 +386,7 @@ class _ChatWatcher(StreamWatcher):
 
     def _read_usage(self, data: str) -> None:
         """The usage of a raw chunk that also has choices (passed on to the caller)."""
-        chunk, _ = _SCAN_JSON(data, 0)
+        chunk, _ = _decode(data)
         usage = chunk.get("usage") if type(chunk) is dict else None
         if type(usage) is dict:
             self.usage, self.complete_usage = _dict_usage(usage), True
@@ -486,10 +492,46 @@ _SCAN_JSON: Callable[[str, int], tuple[Any, int]]
 _SCAN_JSON = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
+def _decode(data: str) -> tuple[Any, int]:
+    """The JSON value of a raw event and where it ends, read from its first non-blank
+    character (json.loads, as the SDK's ``sse.json()``, allows blanks before it: an event
+    written ``data:  {...}`` keeps one of its spaces). Raises as ``scan_once`` does."""
+    start = 0 if data[:1] == "{" else len(data) - len(data.lstrip(" \t\r\n"))
+    return _SCAN_JSON(data, start)
+
+
+# From the "choices" key of a usage-only chunk on: an empty list, then the usage object.
+_USAGE_AFTER_CHOICES: Final = re.compile(
+    r'"choices"{0}:{0}\[{0}\]{0},{0}"usage"{0}:{0}\{{'.format(r"[ \t\r\n]*")
+)
+
+
+def _usage_text(data: str) -> bool:
+    """True if the raw event ``data`` is, by its text alone, the usage-only chunk: an object
+    (its first character) with no ``"error"`` anywhere, whose members before
+    ``"choices"`` hold no object, list or escape (so the first ``"choices"`` is its own
+    key: in JSON text a quote inside a string is escaped), that key an empty list and the
+    next, ``"usage"``, an object. That is how OpenAI and the compatible servers write it.
+
+    Such an event is decoded when the call is recorded (see :meth:`_ChatWatcher.settle`),
+    by the ledger's writer: this test costs the caller's thread about a third of decoding
+    it. An event it cannot tell is decoded at once (:func:`_usage_event`). One that passes
+    it but is no JSON (a broken usage chunk) is hidden all the same, as the caller never
+    asked for it; its call's usage is then an estimate.
+    """
+    at = data.find('"choices"')
+    if at < 0 or '"error"' in data or data[:1] != "{":
+        return False
+    head = data[1:at]
+    if "{" in head or "[" in head or "\\" in head:
+        return False
+    return _USAGE_AFTER_CHOICES.match(data, at) is not None
+
+
 def _usage_event(data: str) -> dict[str, Any] | None:
     """The JSON of a usage-only chunk (no choices, a usage object, no error), else None."""
     try:
-        chunk, end = _SCAN_JSON(data, 0)
+        chunk, end = _decode(data)
     except (StopIteration, ValueError):
         return None
     if end != len(data) and not data[end:].isspace():  # not ours to judge: the SDK's
@@ -525,7 +567,7 @@ def _raw_tool_calls(data: str) -> tuple[bool, frozenset[str]]:
     """Whether a raw chunk's deltas hold tool calls, and the tool names among them (the
     chunk mentions ``tool_calls``; it is decoded, which only tool-calling chunks cost)."""
     try:
-        chunk, _ = _SCAN_JSON(data, 0)
+        chunk, _ = _decode(data)
     except (StopIteration, ValueError):
         return False, frozenset()
     calls = False
@@ -559,7 +601,7 @@ def _stream_error(data: str, response: Any) -> BaseException | None:
     ``APIError`` with the SDK's message; ``response``: the stream's), or None if it raises
     none on it."""
     try:
-        chunk, _ = _SCAN_JSON(data, 0)
+        chunk, _ = _decode(data)
     except (StopIteration, ValueError):
         return None
     error = chunk.get("error") if type(chunk) is dict else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -272,6 +273,35 @@ def test_a_broken_chunk_that_reads_as_the_usage_chunk_is_hidden_and_the_call_est
     assert (e.input_tokens, e.output_tokens) == (0, 2)  # "Hello" and the quoted marker
     assert e.metadata["usage_estimated"] is True
     assert "could not read a usage chunk" in caplog.text
+
+
+def test_a_recorded_stream_waiting_for_the_writer_holds_no_http_response() -> None:
+    """The call handed to the ledger's writer at ``[DONE]`` keeps what it reads (the raw
+    events' text), not the stream's HTTP response: that is freed with the stream, on the
+    caller's thread, as without agentledger (not held, with its request and headers, until
+    the writer builds the row, up to a flush interval later)."""
+    from agentledger.testing import memory_ledger
+
+    led = memory_ledger(flush_interval_s=3600.0)
+    try:
+        with sync_client(100_000) as client:
+            al_openai.wrap(client, led)
+
+            def stream_once() -> weakref.ref[Any]:
+                stream = client.chat.completions.create(model="o3-mini", messages=MESSAGES,
+                                                        stream=True)  # fmt: skip
+                assert len(list(stream)) == len(CONTENT)
+                return weakref.ref(stream.response)
+
+            stream_once()
+            assert led.flush(timeout=10)  # the writer started, and now sleeps for an hour
+            response = stream_once()
+            gc.collect()
+            assert led._buf  # the call waits for the writer, unread (its row not built)
+            assert response() is None
+        assert [e.input_tokens for e in events(led)] == [2000, 2000]
+    finally:
+        led.close()
 
 
 # --- the wrappers' direct stream path --------------------------------------------------------

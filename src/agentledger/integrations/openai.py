@@ -310,7 +310,8 @@ class _ChatWatcher(StreamWatcher):
         if (error is None and self.usage_chunk is not None and not self.tool_names
                 and not _mention_tool_calls(self._unread)):  # fmt: skip
             # The usage came and no tools were asked for: the rest is read by the ledger's
-            # writer.
+            # writer (which needs no HTTP response: not kept alive until then).
+            self.response = None
             call.finish_later(self._read_all)
             return
         finish_stream(call, self, closed_early=closed_early, error=error, note_tools=note_tools)
@@ -721,6 +722,7 @@ def _filtered(events: Iterator[Any], w: _ChatWatcher, fields: dict[str, Any]) ->
                         if w.tool_names or _mention_tool_calls(unread):
                             w.finish()  # (its event id is needed at once: see finish)
                         else:
+                            w.response = None  # (see finish)
                             call.finish_later(w._read_all)
                         return  # as the SDK does at [DONE]
                 else:

@@ -11,13 +11,20 @@ what the usage chunk and agentledger add. Only the calling thread's work inside 
 loop is counted (``--toggle-collect=starmap_next``: the calls run under
 ``itertools.starmap``); the ledger's writer thread is not.
 
-Instruction counts are repeatable to about 0.1 % whatever else the machine does, so they
-judge a change to the integration's own code where wall-clock A/B runs on a shared machine
-cannot (their noise is ±7 µs on a ~60 µs difference). They do not give the time: in the
-runs recorded in docs/benchmarks.md, an added instruction of agentledger's cost two to three
-times what the SDK's average instruction costs (its code runs between the SDK's and finds
-the CPU's caches and branch predictors cold). The 50 µs target is judged by
-``bench/run.py --only integrations`` in wall time.
+Instruction counts do not depend on what else the machine does, so they judge a change to
+the integration's own code where wall-clock A/B runs on a shared machine cannot (their noise
+is ±7 µs on a ~60 µs difference). They do depend on the process's memory layout: the string
+hash seed and address space layout move which attribute lookups collide in CPython's type
+cache, by up to ±15K instructions per call (session 16: a change that read -8K under one
+seed read +3, +3 and -1K under three others). So each configuration is counted under
+``--seeds`` hash seeds (``PYTHONHASHSEED`` 1, 2, ...) with address randomisation off
+(``setarch -R``), and the median is printed with the spread; judge a change by the
+medians of both versions under the same seeds (``PYTHONPATH=<other checkout>/src``).
+
+They do not give the time: in the runs recorded in docs/benchmarks.md, an added instruction
+of agentledger's cost two to three times what the SDK's average instruction costs (its code
+runs between the SDK's and finds the CPU's caches and branch predictors cold). The 50 µs
+target is judged by ``bench/run.py --only integrations`` in wall time.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import itertools
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,13 +75,16 @@ def _child(config: str, calls: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _count(config: str, calls: int) -> int:
+def _count(config: str, calls: int, seed: int) -> int:
+    # Address randomisation off where setarch can (else the layout varies more).
+    fixed = ["setarch", os.uname().machine, "-R"] if shutil.which("setarch") else []
+    env = {**os.environ, "PYTHONHASHSEED": str(seed)}
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--toggle-collect=starmap_next",
+            [*fixed, "valgrind", "--tool=callgrind", "--toggle-collect=starmap_next",
              f"--callgrind-out-file={tmp}/cg.out", sys.executable, __file__, "--child", config,
              "--calls", str(calls)],
-            capture_output=True, text=True, check=True,
+            capture_output=True, text=True, check=True, env=env,
         )  # fmt: skip
     found = re.search(r"Collected : ([\d,]+)", out.stderr)
     if found is None:
@@ -84,6 +95,8 @@ def _count(config: str, calls: int) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200, help="counted calls per config")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="hash seeds per config, the median printed (3)")  # fmt: skip
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -92,12 +105,18 @@ def main() -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (Debian package valgrind)", file=sys.stderr)
         return 1
-    per_call = {c: _count(c, args.calls) / args.calls for c in CONFIGS}
+    counts = {
+        c: [_count(c, args.calls, seed) / args.calls for seed in range(1, args.seeds + 1)]
+        for c in CONFIGS
+    }
+    per_call = {c: statistics.median(n) for c, n in counts.items()}
     plain = per_call["plain"]
-    print(f"instructions per streamed call ({args.calls} calls each, calling thread only)")
+    print(f"instructions per streamed call ({args.calls} calls each, calling thread only; "
+          f"median over hash seeds 1..{args.seeds}, min..max)")  # fmt: skip
     for config, n in per_call.items():
+        spread = f"({min(counts[config]) / 1000:,.1f}..{max(counts[config]) / 1000:,.1f})"
         added = "" if config == "plain" else f"   +{(n - plain) / 1000:,.1f}K over plain"
-        print(f"  {config:<12} {n / 1000:>10,.1f}K{added}")
+        print(f"  {config:<12} {n / 1000:>10,.1f}K {spread:>22}{added}")
     return 0
 
 

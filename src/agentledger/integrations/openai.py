@@ -337,12 +337,14 @@ class _ChatWatcher(StreamWatcher):
         if chunk is not None:
             self.usage_chunk = None
             if isinstance(chunk, str):  # known by its text (see _usage_text): decoded now
-                chunk = _usage_event(chunk) or {}  # ({}: not readable: estimated)
+                chunk = _usage_event(chunk)
+                if chunk is None:  # no JSON: the usage is an estimate
+                    log.warning("agentledger: could not read a usage chunk (no JSON)")
             for data in unread:
                 if self.model is not None:
                     break
                 self.model = _raw_model(data)
-            if self.on_usage_event(chunk):
+            if chunk is not None and self.on_usage_event(chunk):
                 self.final = True
         if unread:
             self._unread = []  # (new lists: the event filter takes them again)
@@ -493,17 +495,20 @@ _SCAN_JSON: Callable[[str, int], tuple[Any, int]]
 _SCAN_JSON = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
+_JSON_BLANKS: Final = " \t\r\n"  # JSON's whitespace
+
+
 def _decode(data: str) -> tuple[Any, int]:
     """The JSON value of a raw event and where it ends, read from its first non-blank
     character (json.loads, as the SDK's ``sse.json()``, allows blanks before it: an event
     written ``data:  {...}`` keeps one of its spaces). Raises as ``scan_once`` does."""
-    start = 0 if data[:1] == "{" else len(data) - len(data.lstrip(" \t\r\n"))
+    start = 0 if data[:1] == "{" else len(data) - len(data.lstrip(_JSON_BLANKS))
     return _SCAN_JSON(data, start)
 
 
 # From the "choices" key of a usage-only chunk on: an empty list, then the usage object.
 _USAGE_AFTER_CHOICES: Final = re.compile(
-    r'"choices"{0}:{0}\[{0}\]{0},{0}"usage"{0}:{0}\{{'.format(r"[ \t\r\n]*")
+    r'"choices"{0}:{0}\[{0}\]{0},{0}"usage"{0}:{0}\{{'.format(f"[{_JSON_BLANKS}]*")
 )
 
 
@@ -549,7 +554,7 @@ def _usage_event(data: str) -> dict[str, Any] | None:
 
 # Delta fields whose non-empty text is generated content (reasoning_content: DeepSeek, vLLM).
 _TEXT_KEYS: Final = ('"content"', '"refusal"', '"reasoning_content"')
-_BLANK: Final = " \t\r\n:"  # JSON's blanks, and the colon after a key
+_BLANK: Final = _JSON_BLANKS + ":"  # and the colon after a key
 
 
 def _has_text(data: str, start: int) -> bool:

@@ -25,6 +25,13 @@ They do not give the time: in the runs recorded in docs/benchmarks.md, an added 
 of agentledger's cost two to three times what the SDK's average instruction costs (its code
 runs between the SDK's and finds the CPU's caches and branch predictors cold). The 50 µs
 target is judged by ``bench/run.py --only integrations`` in wall time.
+
+``--cache`` also simulates this machine's caches (valgrind's ``--cache-sim``: L1 of 32 KiB
+and, as the last level, one core's L2 from ``/sys``) and prints each configuration's L1 and
+L2 misses per call, the cold memory a call touches, which the instruction count misses
+(session 17: agentledger adds ~80K instructions but ~1,260 L2 misses per call over the
+floor, +47 % over the whole SDK call's). Valgrind's simulated caches are shared by all
+threads (the ledger's writer's included), and the counts move with the memory layout too.
 """
 
 from __future__ import annotations
@@ -75,21 +82,48 @@ def _child(config: str, calls: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _count(config: str, calls: int, seed: int) -> int:
+#: ``--cache``: what is printed, from callgrind's events (L1 = I1 + D1; L2 = the last level).
+CACHE_EVENTS: dict[str, tuple[str, ...]] = {
+    "instructions": ("Ir",), "L1 misses": ("I1mr", "D1mr", "D1mw"),
+    "L2 misses": ("ILmr", "DLmr", "DLmw"),
+}  # fmt: skip
+
+
+def _l2_size() -> int:
+    """One core's L2 cache in bytes (1 MiB where ``/sys`` does not say)."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as f:
+            text = f.read().strip()
+    except OSError:
+        return 1 << 20
+    scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+    return int(text.rstrip("KM")) * scale
+
+
+def _count(config: str, calls: int, seed: int, cache: bool = False) -> dict[str, int]:
+    """Callgrind's totals of ``calls`` calls made the ``config`` way: ``{"Ir": ...}``, and
+    with ``cache`` the simulated caches' misses too."""
     # Address randomisation off where setarch can (else the layout varies more).
     fixed = ["setarch", os.uname().machine, "-R"] if shutil.which("setarch") else []
     env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+    sim = []
+    if cache:
+        sim = ["--cache-sim=yes", "--I1=32768,8,64", "--D1=32768,8,64",
+               f"--LL={_l2_size()},16,64"]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run(
-            [*fixed, "valgrind", "--tool=callgrind", "--toggle-collect=starmap_next",
+        subprocess.run(
+            [*fixed, "valgrind", "--tool=callgrind", "--toggle-collect=starmap_next", *sim,
              f"--callgrind-out-file={tmp}/cg.out", sys.executable, __file__, "--child", config,
              "--calls", str(calls)],
             capture_output=True, text=True, check=True, env=env,
         )  # fmt: skip
-    found = re.search(r"Collected : ([\d,]+)", out.stderr)
-    if found is None:
-        raise SystemExit(f"valgrind printed no count for {config}: {out.stderr[-500:]}")
-    return int(found.group(1).replace(",", ""))
+        with open(f"{tmp}/cg.out") as f:
+            text = f.read()
+    events = re.search(r"^events: (.+)$", text, re.MULTILINE)
+    totals = re.search(r"^totals: (.+)$", text, re.MULTILINE)
+    if events is None or totals is None:
+        raise SystemExit(f"valgrind wrote no totals for {config}")
+    return dict(zip(events.group(1).split(), map(int, totals.group(1).split()), strict=True))
 
 
 def main() -> int:
@@ -97,6 +131,8 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=200, help="counted calls per config")
     parser.add_argument("--seeds", type=int, default=3,
                         help="hash seeds per config, the median printed (3)")  # fmt: skip
+    parser.add_argument("--cache", action="store_true",
+                        help="also simulate the L1 and L2 caches, print their misses")  # fmt: skip
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -105,19 +141,26 @@ def main() -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (Debian package valgrind)", file=sys.stderr)
         return 1
-    counts = {
-        c: [_count(c, args.calls, seed) / args.calls for seed in range(1, args.seeds + 1)]
+    runs = {
+        c: [_count(c, args.calls, seed, args.cache) for seed in range(1, args.seeds + 1)]
         for c in CONFIGS
     }
+    shown = CACHE_EVENTS if args.cache else {"instructions": ("Ir",)}
+    for title, names in shown.items():
+        counts = {c: [sum(r[n] for n in names) / args.calls for r in rs] for c, rs in runs.items()}
+        _print(title, counts, args.calls, args.seeds)
+    return 0
+
+
+def _print(title: str, counts: dict[str, list[float]], calls: int, seeds: int) -> None:
     per_call = {c: statistics.median(n) for c, n in counts.items()}
     plain = per_call["plain"]
-    print(f"instructions per streamed call ({args.calls} calls each, calling thread only; "
-          f"median over hash seeds 1..{args.seeds}, min..max)")  # fmt: skip
+    print(f"{title} per streamed call ({calls} calls each, calling thread only; "
+          f"median over hash seeds 1..{seeds}, min..max)")  # fmt: skip
     for config, n in per_call.items():
-        spread = f"({min(counts[config]) / 1000:,.1f}..{max(counts[config]) / 1000:,.1f})"
-        added = "" if config == "plain" else f"   +{(n - plain) / 1000:,.1f}K over plain"
-        print(f"  {config:<12} {n / 1000:>10,.1f}K {spread:>22}{added}")
-    return 0
+        spread = f"({min(counts[config]) / 1000:,.2f}..{max(counts[config]) / 1000:,.2f})"
+        added = "" if config == "plain" else f"   {(n - plain) / 1000:+,.2f}K over plain"
+        print(f"  {config:<12} {n / 1000:>10,.2f}K {spread:>22}{added}")
 
 
 if __name__ == "__main__":

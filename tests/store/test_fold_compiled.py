@@ -109,6 +109,28 @@ def test_compiled_grouping_equals_the_python_definition(rows: list[tuple[Any, ..
     _same(compiled, rollups.group_py(rows))
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(_rows, max_size=60).map(lambda rows: sorted(rows, key=lambda r: r[4])),
+    st.integers(-1, 4).map(lambda h: DAY0 + h * rollups.HOUR_US),
+)
+def test_users_before_leaves_out_only_the_later_hours_users(
+    rows: list[tuple[Any, ...]], cut: int
+) -> None:
+    """PostgreSQL's writers fold users rows only below the hour mark (lazy users): the
+    compiled grouping told so makes no others, and the folded rows are the same."""
+    compiled = _fold.group(rows, BOUNDS, False, cut)
+    assert compiled is not None
+    python = rollups.group_py(rows)
+    below = {k: v for k, v in python.users.items() if k[0] < cut}
+    _same(compiled, python._replace(users=below))
+    marks = rollups.Marks(cut, cut - cut % rollups.DAY_US, cut)
+    whole = _fold.group(rows, BOUNDS)  # (the same float sums: compared exactly)
+    assert rollups.fold(rollups.Grouped(*compiled), marks, lazy_users=True) == rollups.fold(
+        rollups.Grouped(*whole), marks, lazy_users=True
+    )
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(_rows, min_size=1, max_size=30))
 def test_rows_out_of_time_order_group_the_same(rows: list[tuple[Any, ...]]) -> None:

@@ -954,3 +954,33 @@ def test_merged_rollup_money_past_the_cap_stays_exact(db_url: str) -> None:
             top = conn.execute(select(func.max(func.abs(table.c.cost_nano)))).scalar()
             assert top is None or top < rollups.NANO_CAP, spec
     store.close()
+
+
+def test_late_events_move_the_totals_mark_back_and_the_totals_are_rebuilt(db_url: str) -> None:
+    """A batch with events of hours whose running user totals are built (only some of its
+    events late, and the late ones of users with no other events in the batch) moves the
+    totals mark back to the earliest such hour; the next compaction rebuilds the totals
+    from there, and per-user answers equal the events'."""
+    clock = datetime(2026, 6, 10, 9, 30, tzinfo=UTC)
+    store = SQLStore(db_url)
+    store.clock = lambda: clock.timestamp()
+    with Ledger(store=store, handle_signals=False, strict=True) as ledger:
+        for hour in range(1, 9):
+            ledger.record_llm("gpt-4o", 100, 10, user_id=f"u{hour % 3}",
+                              started_at=clock.replace(hour=hour))  # fmt: skip
+    assert store.compact().totals == to_epoch_us(clock.replace(minute=0))
+    with Ledger(store=store, handle_signals=False, strict=True) as ledger:
+        ledger.record_llm("gpt-4o", 7, 1, user_id="late", started_at=clock.replace(hour=3))
+        ledger.record_llm("gpt-4o", 5, 1, user_id="u1", started_at=clock.replace(hour=6))
+        ledger.record_llm("gpt-4o", 3, 1, user_id="now", started_at=clock.replace(minute=5))
+    marks = store.marks()
+    assert marks.totals == to_epoch_us(clock.replace(hour=3, minute=0))
+    assert store.compact().totals == to_epoch_us(clock.replace(minute=0))
+    since = clock.replace(hour=0, minute=0)
+    for until in (clock.replace(minute=0), clock):
+        ours = Query(store).breakdown(("user_id", "kind"), since=since, until=until)
+        raw = Query(store, use_rollups=False).breakdown(("user_id", "kind"), since=since,
+                                                        until=until)  # fmt: skip
+        assert sorted(ours, key=repr) == sorted(raw, key=repr)
+        assert {g.key[0] for g in ours} >= {"late", "u1"}
+    store.close()

@@ -2,7 +2,10 @@ from collections.abc import Callable
 from typing import Any
 
 def group(
-    rows: list[tuple[Any, ...]], bounds_ms: tuple[float, ...], seconds: bool = False
+    rows: list[tuple[Any, ...]],
+    bounds_ms: tuple[float, ...],
+    seconds: bool = False,
+    users_before: int | None = None,
 ) -> tuple[dict[Any, Any], dict[Any, Any], dict[Any, Any], dict[Any, Any]] | None: ...
 def copy_text(
     rows: list[tuple[Any, ...]], n_keys: int, bucket_text: Callable[[int], str]

@@ -193,13 +193,14 @@ cdef inline int _add(Acc *a, long long err, long long inp, long long outp, long 
     return 0
 
 
-def group(list rows, tuple bounds_ms, bint seconds=False):
+def group(list rows, tuple bounds_ms, bint seconds=False, object users_before=None):
     """``(what per minute, attribution per hour, users per hour, users per minute)`` for
     ``rows``, as :func:`agentledger.store.rollups.group_py` returns them, or None.
 
     ``seconds``: started_at is float seconds since the epoch (as the ledger writes rows),
     read as :func:`agentledger.store.rollups.epoch_us` reads it (``round(s * 1e6)``: the
-    product, rounded half to even); else an int of microseconds."""
+    product, rounded half to even); else an int of microseconds. ``users_before`` (epoch
+    µs): the users groups of the hours before it only (the others are not made)."""
     cdef double bounds[MAX_BOUNDS]
     cdef int n_bounds = len(bounds_ms), lo, hi, mid, b, bad
     cdef _Groups what = _Groups(), attribution = _Groups(), users = _Groups()
@@ -207,12 +208,16 @@ def group(list rows, tuple bounds_ms, bint seconds=False):
     cdef tuple row
     cdef long long started, minute, hour, nano, frac, inp, outp, cr, cw, rs, err, unpriced
     cdef long long last_minute = -1, last_hour = -1
+    cdef long long users_cut = 0
+    cdef bint cut = users_before is not None
     cdef object minute_at = None, hour_at = None, kind, status, name, user, key, seen, at
     cdef double duration, us
     if n_bounds > MAX_BOUNDS or len(rows) > 1_000_000:
         return None
     for b in range(n_bounds):
         bounds[b] = bounds_ms[b]
+    if cut:
+        users_cut = users_before
     try:
         for row in rows:
             if not (PyLong_CheckExact(row[16])
@@ -268,8 +273,9 @@ def group(list rows, tuple bounds_ms, bint seconds=False):
                        err, inp, outp, cr, cw, rs, nano, frac, unpriced, duration, b)
             bad |= _add(attribution.slot((hour_at, row[10] or "", row[13] or "", kind, status)),
                         err, inp, outp, cr, cw, rs, nano, frac, unpriced, duration, b)
-            bad |= _add(users.slot((hour_at, user or "", kind)),
-                        err, inp, outp, cr, cw, rs, nano, frac, unpriced, duration, b)
+            if not cut or hour < users_cut:
+                bad |= _add(users.slot((hour_at, user or "", kind)),
+                            err, inp, outp, cr, cw, rs, nano, frac, unpriced, duration, b)
             if bad:
                 return None
             if user is not None:

@@ -374,15 +374,21 @@ class Grouped(NamedTuple):
     members: dict[tuple[Any, ...], set[str]]
 
 
-def group(rows: Iterable[tuple[Any, ...]], *, raw: bool = False) -> Grouped:
+def group(
+    rows: Iterable[tuple[Any, ...]], *, raw: bool = False, users_before: int | None = None
+) -> Grouped:
     """``rows`` (store-ready: started_at in epoch µs; with ``raw``, as the store's ``write``
     takes them: float seconds or datetimes, see :func:`epoch_us`) grouped at the finest
     grains: by the compiled :mod:`agentledger.store._fold` where it is built and can sum
     them exactly in C integers (almost every batch), else by :func:`group_py`, the
-    definition."""
+    definition.
+
+    ``users_before`` (epoch µs): only the ``users`` groups of the hours before it are
+    needed (:func:`fold` with ``lazy_users`` and marks); the compiled grouping then leaves
+    out the others (a third of its work for a live batch), :func:`group_py` keeps them."""
     batch = rows if type(rows) is list else list(rows)
     if _group_c is not None:
-        grouped = _group_c(batch, _BOUNDS_MS, raw)
+        grouped = _group_c(batch, _BOUNDS_MS, raw, users_before)
         if grouped is not None:
             return Grouped(*grouped)
     return group_py([store_ready(r) for r in batch] if raw else batch)

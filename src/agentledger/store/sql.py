@@ -664,10 +664,12 @@ def _prepare(
     """The client's share of :func:`_upsert_rollups`, which needs no database: ``params``
     grouped, folded into rollup rows and, for PostgreSQL, formatted as COPY text, and
     (given ``numbers`` that know every user of the batch) the member bitmaps' upsert."""
-    grouped = rollups.group(params, raw=raw)
+    lazy = dialect in rollups.LAZY_USERS
+    # With lazy users, fold() keeps the users groups of the hours below the mark only.
+    users_before = marks.hour if lazy and marks is not None else None
+    grouped = rollups.group(params, raw=raw, users_before=users_before)
     if skip is None:
         skip = rollups.derived(dialect)
-    lazy = dialect in rollups.LAZY_USERS
     folded: dict[str, Any] = rollups.fold(grouped, marks, lazy_users=lazy, skip=skip)
     if dialect == "sqlite":
         return _Prepared(grouped, folded)
@@ -773,7 +775,8 @@ def _lower_totals_mark(
 ) -> None:
     """Late events for hours that already have running user totals: those totals (and the
     later ones) are rebuilt by the next compaction, so the mark moves back to their hour."""
-    hour = min(key[0] for key in grouped.users)  # every event is in a users group
+    # Every event is in an attribution group (not always in a users one: see _prepare).
+    hour = min(key[0] for key in grouped.attribution)
     if hour < marks.totals:  # back to its hour's start: an hour's row is rebuilt whole
         smaller = "min" if dialect == "sqlite" else "least"
         mark = "?" if dialect == "sqlite" else "%s"

@@ -650,6 +650,10 @@ def test_stage_tables_of_a_rolled_back_first_write_are_made_again(
         more = [_event_row(start + i * 1_000_000, "0.25") for i in range(30, 35)]
         assert store.write(more) == 5
         assert staged() == {conn}
+        # Only the rollups staged are made (every commit empties each one made): never
+        # those derived on PostgreSQL.
+        assert {"what", "attribution"} <= sql._STAGED[conn]
+        assert not sql._STAGED[conn] & rollups.derived("postgresql")
         assert Query(store).totals().calls == Query(store, use_rollups=False).totals().calls == 35
     finally:
         store.close()

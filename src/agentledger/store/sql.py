@@ -624,7 +624,7 @@ def _upsert_rollups(
     # executemany is a round trip per row; arrays through unnest() dump 7x slower than
     # COPY text). The merges and the member bitmaps' upsert go in one pipeline: one round
     # trip for all of them (~0.15 ms each here, a few % of the writer's time).
-    stages = _stages(cur)
+    stages = _stages(cur, [spec for spec, lines in folded.items() if lines])
     merges = []
     for spec, lines in folded.items():
         if lines:
@@ -683,29 +683,38 @@ def _prepare(
     return _Prepared(grouped, folded, members)
 
 
-#: PostgreSQL connections whose transaction-scoped stage tables exist (created in a
-#: committed transaction or in the open one; a rollback forgets its connection, see
-#: :func:`_forget_stages`): one CREATE per connection, not six per batch (~0.6 ms each).
-_STAGED: Final[weakref.WeakSet[Any]] = weakref.WeakSet()
+#: PostgreSQL connection -> the rollups whose transaction-scoped stage tables exist on it
+#: (created in a committed transaction or in the open one; a rollback forgets the
+#: connection, see :func:`_forget_stages`): one CREATE per table and connection, not one
+#: per batch (~0.6 ms each). Each is made when first needed: every commit after a temporary
+#: table was touched empties every ``ON COMMIT DELETE ROWS`` table of the session (~0.2 ms
+#: each), and a live writer on PostgreSQL stages two rollups (``what``, ``attribution``;
+#: ``users`` for late events; the derived ones never), not six.
+_STAGED: Final[weakref.WeakKeyDictionary[Any, set[str]]] = weakref.WeakKeyDictionary()
 _STAGES: Final = {spec: f"agentledger_stage_{spec}" for spec in rollups.SPECS}
 
 
-def _stages(cur: Any) -> dict[str, str]:
-    """Rollup name -> its stage table on ``cur``'s connection, created if needed."""
+def _stages(cur: Any, specs: Iterable[str]) -> dict[str, str]:
+    """Rollup name -> its stage table on ``cur``'s connection; those of ``specs`` created
+    if needed."""
     conn = cur.connection
-    if conn not in _STAGED:
+    made = _STAGED.get(conn)
+    if made is None:
+        made = _STAGED[conn] = set()
+    new = [spec for spec in specs if spec not in made]
+    if new:
         cur.execute("; ".join(
-            f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {rollups.table_name(spec)}) "
-            "ON COMMIT DELETE ROWS" for spec, stage in _STAGES.items()
+            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGES[spec]} "
+            f"(LIKE {rollups.table_name(spec)}) ON COMMIT DELETE ROWS" for spec in new
         ))  # fmt: skip
-        _STAGED.add(conn)
+        made.update(new)
     return _STAGES
 
 
 def _forget_stages(raw: Any, dialect: str) -> None:
     """After a rollback on ``raw``: stage tables it created in that transaction are gone."""
     if dialect != "sqlite":
-        _STAGED.discard(raw)
+        _STAGED.pop(raw, None)
 
 
 def _bucket_text(bucket_us: int) -> str:

@@ -1246,9 +1246,11 @@ def _write_postgres(
                 cur, rows, "postgresql", numbers, with_rollups, marks, raw=True, prepared=prepared
             )
             return len(rows)
+        # Dropped at commit (replays are rare): kept, as an ON COMMIT DELETE ROWS table it
+        # would be emptied by every later commit of the session (see _STAGED).
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS agentledger_stage "
-            "(LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            "(LIKE events INCLUDING DEFAULTS) ON COMMIT DROP"
         )
         with cur.copy(f"COPY agentledger_stage ({_COLS}) FROM STDIN") as copy:
             _copy_events(copy, rows)

@@ -698,9 +698,7 @@ def _stages(cur: Any, specs: Iterable[str]) -> dict[str, str]:
     """Rollup name -> its stage table on ``cur``'s connection; those of ``specs`` created
     if needed."""
     conn = cur.connection
-    made = _STAGED.get(conn)
-    if made is None:
-        made = _STAGED[conn] = set()
+    made = _STAGED.setdefault(conn, set())
     new = [spec for spec in specs if spec not in made]
     if new:
         cur.execute("; ".join(

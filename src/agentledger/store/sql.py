@@ -111,6 +111,8 @@ class SQLStore:
         #: rollups cost); with it off, reports disagree with the events until a rebuild.
         self.maintain_rollups = True
         self._user_numbers: dict[str, int] = {}  # committed user_id -> number (never change)
+        #: The open hours' ``users`` groups this process wrote (PostgreSQL; see UsersAhead).
+        self._ahead = rollups.UsersAhead() if self.dialect in rollups.LAZY_USERS else None
         #: The time (epoch seconds) that decides which rollup buckets have closed and get
         #: compacted; tests set it to replay a day's writes.
         self.clock: Callable[[], float] = time.time
@@ -242,7 +244,7 @@ class SQLStore:
             # The driver connection directly: SQLAlchemy did not begin this transaction,
             # so it is ours to commit or roll back.
             raw: Any = conn.connection.driver_connection
-            numbers = _Numbers(self._user_numbers, self.dialect)
+            numbers = _Numbers(self._user_numbers, self.dialect, self._ahead)
             try:
                 inserted, numbers = self._write_storable(raw, rows, numbers)
                 raw.commit()
@@ -276,7 +278,8 @@ class SQLStore:
                 raise
         raw.rollback()
         _forget_stages(raw, self.dialect)
-        numbers = _Numbers(self._user_numbers, self.dialect)  # the rolled back ones are void
+        numbers = _Numbers(self._user_numbers, self.dialect, self._ahead)  # the rolled back
+        # ones are void
         inserted = write(raw, clean, numbers, self.maintain_rollups)
         log.warning(
             "%d event(s) held text the database cannot store (a lone surrogate, or a NUL "
@@ -316,7 +319,8 @@ class SQLStore:
         is only needed in tests and benchmarks, or for a database no longer written to."""
         now_us = self._now_us() if now is None else round(now * 1_000_000)
         return rollups.Marks(*self._transaction(
-            lambda raw: compact_on(raw, self.dialect, now_us), lock_events=False
+            lambda raw: compact_on(raw, self.dialect, now_us, ahead=self._ahead),
+            lock_events=False,
         ))  # fmt: skip
 
     def marks(self) -> rollups.Marks:
@@ -523,6 +527,8 @@ class SQLStore:
         self.engine.dispose(close=False)
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        if self._ahead is not None:
+            self._ahead.forget()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -603,9 +609,14 @@ def _upsert_rollups(
     first call (PostgreSQL's stage tables hold rows). ``prepared``: :func:`_prepare` of
     these ``params`` and ``marks``, made already. ``skip``: rollups not written (default:
     those :data:`rollups.DERIVED` on ``dialect``; none below migration 0013)."""
+    numbers.users = None
     if not params or not enabled:
         return
-    grouped, folded, members = prepared or _prepare(params, dialect, marks, raw, skip=skip)
+    grouped, folded, members = prepared or _prepare(
+        params, dialect, marks, raw, numbers=numbers, skip=skip
+    )
+    if numbers.ahead is not None and marks is not None:
+        numbers.users = (grouped.users, marks.hour)  # to the store's ahead once committed
     if marks is not None:  # first: on PostgreSQL, marks are locked before any rollup row
         _lower_totals_mark(cur, dialect, grouped, marks)
     if dialect == "sqlite":  # one writer at a time: no lock order to keep
@@ -665,9 +676,13 @@ def _prepare(
     grouped, folded into rollup rows and, for PostgreSQL, formatted as COPY text, and
     (given ``numbers`` that know every user of the batch) the member bitmaps' upsert."""
     lazy = dialect in rollups.LAZY_USERS
-    # With lazy users, fold() keeps the users groups of the hours below the mark only.
-    users_before = marks.hour if lazy and marks is not None else None
+    # With lazy users, fold() keeps the users groups of the hours below the mark only; the
+    # others are grouped only for a store that keeps them ahead (see rollups.UsersAhead).
+    ahead = numbers.ahead if numbers is not None and lazy and marks is not None else None
+    users_before = marks.hour if lazy and marks is not None and ahead is None else None
     grouped = rollups.group(params, raw=raw, users_before=users_before)
+    if ahead is not None:
+        ahead.merge()  # the batches committed before this one, while the server works
     if skip is None:
         skip = rollups.derived(dialect)
     folded: dict[str, Any] = rollups.fold(grouped, marks, lazy_users=lazy, skip=skip)
@@ -799,6 +814,7 @@ def compact_on(
     *,
     totals: bool = True,
     skip: frozenset[str] | None = None,
+    ahead: rollups.UsersAhead | None = None,
 ) -> rollups.Marks:
     """Build the coarse rollup rows (and bitmaps) of every bucket closed at ``now_us`` that
     is not compacted yet, and move the marks; on ``raw`` in its open transaction.
@@ -807,7 +823,8 @@ def compact_on(
     every rollup; then the user totals follow the days (unless ``totals`` is false: a
     schema from before them). Each row is recomputed from finer rows (which hold every
     event), so running it twice or after a rebuild gives the same rows. ``skip``: rollups
-    not stored (default: :func:`rollups.derived`; none below migration 0013).
+    not stored (default: :func:`rollups.derived`; none below migration 0013). ``ahead``:
+    the writing store's users groups of the hours it left to compaction (PostgreSQL).
     """
     if skip is None:
         skip = rollups.derived(dialect)
@@ -833,7 +850,7 @@ def compact_on(
             args = {"fine": fine, "coarse": coarse, "width": width, "lo": bounds[0],
                     "hi": bounds[1]}  # fmt: skip
             if coarse == "h" and dialect in rollups.LAZY_USERS:
-                _users_from_events(cur, lo, hi)
+                _users_hours(cur, lo, hi, ahead)
             for spec in rollups.SPECS:
                 if spec in specs and spec not in skip:
                     try:
@@ -851,6 +868,48 @@ def compact_on(
         return new
     finally:
         cur.close()
+
+
+_USERS_COLUMNS: Final = ", ".join(
+    ("grain", "bucket", *rollups.SPECS["users"], *rollups.measures("users"))
+)
+
+
+def _users_hours(cur: Any, lo: int, hi: int, ahead: rollups.UsersAhead | None) -> None:
+    """PostgreSQL: the ``users`` hour rows of the hours in ``[lo, hi)`` (epoch µs): from
+    ``ahead`` for each hour whose every event it summed (as many as the hour's
+    ``attribution`` rows count), from the events for the others."""
+    held = ahead.take(lo, hi) if ahead is not None else {}
+    if not held:
+        _users_from_events(cur, lo, hi)
+        return
+    from .schema import from_epoch_us
+
+    assert ahead is not None
+    cur.execute(
+        "SELECT (extract(epoch FROM bucket) * 1000000)::bigint, sum(calls) "
+        "FROM rollup_attribution WHERE grain = 'h' AND bucket >= %s AND bucket < %s "
+        "GROUP BY bucket",
+        (from_epoch_us(lo), from_epoch_us(hi)),
+    )
+    counted = {int(hour): int(calls) for hour, calls in cur.fetchall()}
+    whole = sorted(hour for hour, (calls, _) in held.items() if counted.get(hour) == calls)
+    rest = sorted(counted.keys() - set(whole))
+    ahead.from_memory += len(whole)
+    ahead.from_events += len(rest)
+    for hour in rest:
+        _users_from_events(cur, hour, hour + rollups.HOUR_US)
+    if not whole:
+        return
+    # Replaced whole, as _users_from_events does (a rebuild may have written them).
+    cur.execute("DELETE FROM rollup_users WHERE grain = 'h' AND bucket = ANY(%s)",
+                ([from_epoch_us(hour) for hour in whole],))  # fmt: skip
+    rows = [row for hour in whole for row in held[hour][1]]
+    n_keys = len(rollups.SPECS["users"])
+    text = (_copy_text(rows, n_keys) if _COPY_TEXT_C is None else
+            _COPY_TEXT_C(rows, n_keys, _bucket_text))  # fmt: skip
+    with cur.copy(f"COPY rollup_users ({_USERS_COLUMNS}) FROM STDIN") as copy:
+        copy.write(text)
 
 
 def _users_from_events(cur: Any, lo: int, hi: int) -> None:
@@ -1045,13 +1104,19 @@ def rebuild_rollups_on(
 class _Numbers:
     """User numbers for one transaction: the committed cache plus the ones given out now."""
 
-    def __init__(self, cache: dict[str, int], dialect: str) -> None:
+    def __init__(
+        self, cache: dict[str, int], dialect: str, ahead: rollups.UsersAhead | None = None
+    ) -> None:
         self.cache = cache
         self.new: dict[str, int] = {}
         self.mark = "?" if dialect == "sqlite" else "%s"
         self.sqlite = dialect == "sqlite"
         #: The rollup marks the transaction wrote under (None: rollups not maintained).
         self.marks: rollups.Marks | None = None
+        #: The store's open hours' users groups, and this transaction's batch of them with
+        #: its hour mark (handed over when the transaction has committed).
+        self.ahead = ahead
+        self.users: tuple[dict[tuple[Any, ...], tuple[Any, ...]], int] | None = None
 
     def get(self, cur: Any, users: set[str]) -> dict[str, int]:
         missing = [u for u in users if u not in self.cache and u not in self.new]
@@ -1080,6 +1145,9 @@ class _Numbers:
     def commit(self) -> None:
         self.cache.update(self.new)
         self.new = {}
+        if self.ahead is not None and self.users is not None:
+            self.ahead.add(*self.users)
+        self.users = None
 
 
 def _member_bits(

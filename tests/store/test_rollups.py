@@ -781,7 +781,7 @@ def test_user_totals_are_the_running_sums_of_the_hour_rows(db_url: str) -> None:
     """Each totals row is its pair's hour rows summed up to its hour, exactly: money with
     carries, decimals beyond 21 places and sums past the cap (built on the server on
     PostgreSQL, in Python on SQLite), built in two steps (the second starts from the
-    first's last row per pair) or in one."""
+    first's last row per pair), hour by hour (as live compaction does) or in one."""
     store = SQLStore(db_url)
     users = rollup_tables["users"]
     hour0 = 20_000 * DAY_US + 5 * HOUR_US
@@ -832,7 +832,9 @@ def test_user_totals_are_the_running_sums_of_the_hour_rows(db_url: str) -> None:
         running[(user, kind)] = [count, cost, took]
         expected.append((user, kind, hour0 + hour * HOUR_US, count, cost, took))
     t = rollup_user_totals.c
-    for bounds in ((hour0, hour0 + 4 * HOUR_US), (hour0, hour0 + 2 * HOUR_US, hour0 + 4 * HOUR_US)):
+    hourly = tuple(hour0 + h * HOUR_US for h in range(5))  # PostgreSQL: one_hour's join
+    for bounds in ((hour0, hour0 + 4 * HOUR_US), (hour0, hour0 + 2 * HOUR_US, hour0 + 4 * HOUR_US),
+                   hourly):  # fmt: skip
         build(*bounds)
         with store.engine.connect() as conn:
             got = [

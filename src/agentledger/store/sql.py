@@ -1028,7 +1028,8 @@ def _build_user_totals(
     if dialect != "sqlite":
         from .schema import from_epoch_us
 
-        cur.execute(rollups.user_totals_sql(), {"lo": from_epoch_us(lo), "hi": from_epoch_us(hi)})
+        cur.execute(rollups.user_totals_sql(one_hour=hi - lo == rollups.HOUR_US),
+                    {"lo": from_epoch_us(lo), "hi": from_epoch_us(hi)})  # fmt: skip
         return
     columns = ", ".join(_TOTALS)
     rows_of = "rollup_users WHERE grain = 'h' AND bucket >= ? AND bucket < ?"

@@ -23,9 +23,11 @@ from agentledger.store.sql import SQLStore
 from .test_rollups import _users_rows
 
 HOUR0 = to_epoch_us(datetime(2026, 3, 2, 10, tzinfo=UTC))
-#: Costs of every form a rollup sums: none, zero, plain, beyond 21 decimal places, negative,
-#: and large enough that a few of them pass NANO_CAP together.
-COSTS = (None, "0", "0.5", "0.00000725", "0.0000000000000000000000001", "-0.25", "3.1E+9")
+#: Costs of every form a rollup sums: none, zero, plain, fractions of a nano-dollar (two
+#: carry into cost_nano), beyond 21 decimal places, negative, and large enough that a few
+#: of them pass NANO_CAP together.
+COSTS = (None, "0", "0.5", "0.00000725", "0.0000000007", "0.123456789123456789123",
+         "0.0000000000000000000000001", "-0.25", "3.1E+9")  # fmt: skip
 
 
 def _row(started_us: int, cost: str | None, user: str | None, kind: str = "llm") -> tuple[Any, ...]:
@@ -64,23 +66,40 @@ def test_batches_summed_ahead_equal_one_grouping_of_every_event(
     rows = [_row(HOUR0 + minute * 60_000_000, cost, user, kind)
             for minute, cost, user, kind in sorted(events, key=lambda e: e[0])]  # fmt: skip
     hour_mark = HOUR0 + mark * HOUR_US
-    ahead = UsersAhead()
+    ahead, python = UsersAhead(), UsersAhead()  # merged compiled (where built), in Python
     bounds = [0, *sorted(c for c in cuts if c < len(rows)), len(rows)]
     for a, b in itertools.pairwise(bounds):
         if a < b:
-            ahead.add(rollups.group(rows[a:b], raw=True).users, hour_mark)
+            groups = rollups.group(rows[a:b], raw=True).users
+            ahead.add(groups, hour_mark)
             if b % 2:
                 ahead.merge()  # some summed as they come, the rest when taken
-    held = ahead.take(HOUR0 - HOUR_US, HOUR0 + 3 * HOUR_US)
-    expected = _hour_rows(rows, hour_mark)
-    assert {hour: sorted(r, key=repr) for hour, (_, r) in held.items()} == {
-        hour: sorted(r, key=repr) for hour, r in expected.items()
-    }
-    for hour, (calls, _) in held.items():
-        assert calls == sum(1 for r in rows if 0 <= round(r[4] * 1e6) - hour < HOUR_US)
-    assert ahead.size == 0
-    assert not ahead.hours
-    assert not ahead.pending
+            python._merge_py(groups, hour_mark)
+    expected = {hour: sorted(r, key=repr) for hour, r in _hour_rows(rows, hour_mark).items()}
+    for which in (ahead, python):
+        held = which.take(HOUR0 - HOUR_US, HOUR0 + 3 * HOUR_US)
+        assert {hour: sorted(r, key=repr) for hour, (_, r) in held.items()} == expected
+        for hour, (calls, _) in held.items():
+            assert calls == sum(1 for r in rows if 0 <= round(r[4] * 1e6) - hour < HOUR_US)
+        assert which.size == 0
+        assert not which.hours
+        assert not which.pending
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_fractions_of_a_nano_dollar_carry_across_batches(compiled: bool) -> None:
+    """Two batches' 0.7 nano-dollars of one user: 1 nano-dollar and 0.4 (in 1e-21 USD)."""
+    ahead = UsersAhead()
+    for i in range(2):
+        groups = rollups.group([_row(HOUR0 + i, "0.0000000007", "u")], raw=True).users
+        if compiled:
+            ahead.add(groups, 0)
+            ahead.merge()
+        else:
+            ahead._merge_py(groups, 0)
+    ((calls, rows),) = ahead.take(HOUR0, HOUR0 + HOUR_US).values()
+    nano, frac, extra = rows[0][4 + rollups.COST : 4 + rollups.COST + 3]
+    assert (calls, nano, frac, extra) == (2, 1, 4 * 10**11, None)
 
 
 def test_take_forgets_earlier_hours_and_keeps_later_ones() -> None:

@@ -11,3 +11,9 @@ def copy_text(
     rows: list[tuple[Any, ...]], n_keys: int, bucket_text: Callable[[int], str]
 ) -> bytes: ...
 def events_copy_text(rows: list[tuple[Any, ...]]) -> bytes: ...
+def merge_users(
+    hours: dict[int, dict[tuple[Any, ...], list[Any]]],
+    groups: dict[tuple[Any, ...], tuple[Any, ...]],
+    mark: int,
+    add_extra: Callable[[Any, Any], Any],
+) -> int: ...

@@ -475,3 +475,42 @@ def copy_text(list rows, int n_keys, object bucket_text):
     ``bucket_text(bucket)`` (once per bucket), every other field as :func:`_put_value`
     writes it."""
     return _rows_text(rows, 1, bucket_text)
+
+
+# --- users groups summed ahead (rollups.UsersAhead) --------------------------------------
+def merge_users(dict hours, dict groups, object mark, object add_extra):
+    """:meth:`agentledger.store.rollups.UsersAhead.merge` of one batch: ``groups``
+    ((hour, user, kind) -> the 12 ``users`` measures) of the hours at or after ``mark``
+    added into ``hours`` (hour -> key -> a list of the measures; ``cost_frac`` carried into
+    ``cost_nano``, ``cost_extra`` added by ``add_extra``). Python integers throughout (no
+    overflow). Returns the number of keys added."""
+    cdef Py_ssize_t added = 0, i
+    cdef object key, hour, last = None, value, m
+    cdef dict table = None
+    cdef list acc
+    for key, m in groups.items():
+        hour = key[0]
+        if hour < mark:
+            continue
+        if table is None or hour != last:
+            last = hour
+            table = hours.get(hour)
+            if table is None:
+                table = {}
+                hours[hour] = table
+        value = table.get(key)
+        if value is None:
+            table[key] = list(m)
+            added += 1
+            continue
+        acc = <list>value
+        for i in range(9):
+            acc[i] = acc[i] + m[i]
+        if acc[8] >= FRAC:  # each below FRAC: one carry at most
+            acc[8] = acc[8] - FRAC
+            acc[7] = acc[7] + 1
+        if m[9] is not None:
+            acc[9] = add_extra(acc[9], m[9])
+        acc[10] = acc[10] + m[10]
+        acc[11] = acc[11] + m[11]
+    return added

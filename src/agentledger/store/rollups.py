@@ -347,6 +347,7 @@ def compiled(name: str) -> Callable[..., Any] | None:
 
 
 _group_c: Final = compiled("group")
+_merge_users_c: Final = compiled("merge_users")
 #: Whether rollups are grouped by the compiled :mod:`agentledger.store._fold`.
 COMPILED: Final = _group_c is not None
 
@@ -760,45 +761,54 @@ class UsersAhead:
             self.pending.append((groups, hour_mark))
 
     def merge(self) -> None:
-        """Sum the pending batches' groups of the hours at or after their mark."""
+        """Sum the pending batches' groups of the hours at or after their mark (by the
+        compiled :mod:`agentledger.store._fold` where it is built: ~3x faster)."""
         pending, self.pending = self.pending, []
         hours = self.hours
         for groups, mark in pending:
-            last, table = -1, None
-            for key, m in groups.items():
-                hour = key[0]
-                if hour < mark:
-                    continue
-                if hour != last:
-                    last = hour
-                    table = hours.get(hour)
-                    if table is None:
-                        table = hours[hour] = {}
-                assert table is not None
-                acc = table.get(key)
-                if acc is None:
-                    table[key] = list(m)
-                    self.size += 1
-                    continue
-                acc[0] += m[0]
-                acc[1] += m[1]
-                acc[2] += m[2]
-                acc[3] += m[3]
-                acc[4] += m[4]
-                acc[5] += m[5]
-                acc[6] += m[6]
-                acc[7] += m[7]
-                acc[8] += m[8]
-                if acc[8] >= FRAC:  # each below FRAC: one carry at most
-                    acc[8] -= FRAC
-                    acc[7] += 1
-                if m[9] is not None:
-                    acc[9] = _add_extra(acc[9], m[9])
-                acc[10] += m[10]
-                acc[11] += m[11]
+            if _merge_users_c is not None:
+                self.size += _merge_users_c(hours, groups, mark, _add_extra)
+            else:
+                self._merge_py(groups, mark)
             if self.size > self.max_groups:  # begin again: the hours held now fall back
                 self.hours.clear()
                 self.size = 0
+
+    def _merge_py(self, groups: dict[tuple[Any, ...], tuple[Any, ...]], mark: int) -> None:
+        """One batch of :meth:`merge` in Python (the definition)."""
+        hours = self.hours
+        last, table = -1, None
+        for key, m in groups.items():
+            hour = key[0]
+            if hour < mark:
+                continue
+            if hour != last:
+                last = hour
+                table = hours.get(hour)
+                if table is None:
+                    table = hours[hour] = {}
+            assert table is not None
+            acc = table.get(key)
+            if acc is None:
+                table[key] = list(m)
+                self.size += 1
+                continue
+            acc[0] += m[0]
+            acc[1] += m[1]
+            acc[2] += m[2]
+            acc[3] += m[3]
+            acc[4] += m[4]
+            acc[5] += m[5]
+            acc[6] += m[6]
+            acc[7] += m[7]
+            acc[8] += m[8]
+            if acc[8] >= FRAC:  # each below FRAC: one carry at most
+                acc[8] -= FRAC
+                acc[7] += 1
+            if m[9] is not None:
+                acc[9] = _add_extra(acc[9], m[9])
+            acc[10] += m[10]
+            acc[11] += m[11]
 
     def take(self, lo: int, hi: int) -> dict[int, tuple[int, list[tuple[Any, ...]]]]:
         """The hours in ``[lo, hi)`` held here, each as (its events, its ``users`` hour

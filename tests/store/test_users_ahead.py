@@ -112,6 +112,17 @@ def test_take_forgets_earlier_hours_and_keeps_later_ones() -> None:
     assert ahead.size == 1
 
 
+def test_hours_another_process_compacted_are_forgotten_at_the_next_batch() -> None:
+    ahead = UsersAhead()
+    ahead.add(rollups.group([_row(HOUR0 + h * HOUR_US, "1", "u") for h in range(2)],
+                            raw=True).users, HOUR0)  # fmt: skip
+    ahead.merge()
+    assert sorted(ahead.hours) == [HOUR0, HOUR0 + HOUR_US]
+    ahead.add({}, HOUR0 + HOUR_US)  # written after the mark moved on: 10:00 is compacted
+    assert sorted(ahead.hours) == [HOUR0 + HOUR_US]
+    assert ahead.size == 1
+
+
 def test_past_its_size_it_starts_again_empty() -> None:
     ahead = UsersAhead(max_groups=3)
     ahead.add(rollups.group([_row(HOUR0, "1", f"u{i}") for i in range(3)], raw=True).users, 0)

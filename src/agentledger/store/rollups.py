@@ -756,7 +756,11 @@ class UsersAhead:
 
     def add(self, groups: dict[tuple[Any, ...], tuple[Any, ...]], hour_mark: int) -> None:
         """A committed batch's ``users`` groups (:attr:`Grouped.users`, every hour), written
-        while the hour mark was ``hour_mark``."""
+        while the hour mark was ``hour_mark``. The hours held before it are forgotten:
+        another process compacted them (a store that never compacts keeps no more than
+        the open hours)."""
+        for hour in [h for h in self.hours if h < hour_mark]:
+            self.size -= len(self.hours.pop(hour))
         if groups:
             self.pending.append((groups, hour_mark))
 

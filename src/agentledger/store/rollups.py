@@ -731,8 +731,8 @@ class UsersAhead:
     (:func:`users_from_events_sql`: ~1.3 µs of server time per event, the largest part of
     compaction).
 
-    The writer groups its batches' users anyway (:func:`group`, in C, while the server
-    inserts the events); it hands each committed batch here (:meth:`add`) and the next
+    The writer groups its batches' users (:func:`group`, in C, while the server inserts
+    the events, so it costs the writer no wall time); it hands each committed batch here (:meth:`add`) and the next
     batch's write sums the groups (:meth:`merge`), in the same window. Only what committed
     is added, so a rolled-back batch is never here. An hour is written from memory only if
     its events summed here are as many as its ``attribution`` rows count (complete in every

@@ -278,8 +278,8 @@ class SQLStore:
                 raise
         raw.rollback()
         _forget_stages(raw, self.dialect)
-        numbers = _Numbers(self._user_numbers, self.dialect, self._ahead)  # the rolled back
-        # ones are void
+        # The numbers (and users groups) of the rolled-back transaction are void.
+        numbers = _Numbers(self._user_numbers, self.dialect, self._ahead)
         inserted = write(raw, clean, numbers, self.maintain_rollups)
         log.warning(
             "%d event(s) held text the database cannot store (a lone surrogate, or a NUL "
@@ -1103,7 +1103,9 @@ def rebuild_rollups_on(
 
 
 class _Numbers:
-    """User numbers for one transaction: the committed cache plus the ones given out now."""
+    """What one write transaction hands to the store only once it has committed: the user
+    numbers given out (besides the committed cache), and the batch's ``users`` groups for
+    the store's :class:`rollups.UsersAhead`; and the rollup marks it wrote under."""
 
     def __init__(
         self, cache: dict[str, int], dialect: str, ahead: rollups.UsersAhead | None = None

@@ -731,16 +731,16 @@ class UsersAhead:
     (:func:`users_from_events_sql`: ~1.3 µs of server time per event, the largest part of
     compaction).
 
-    The writer groups its batches' users (:func:`group`, in C, while the server inserts
-    the events, so it costs the writer no wall time); it hands each committed batch here (:meth:`add`) and the next
-    batch's write sums the groups (:meth:`merge`), in the same window. Only what committed
-    is added, so a rolled-back batch is never here. An hour is written from memory only if
-    its events summed here are as many as its ``attribution`` rows count (complete in every
-    transaction): then this process saw every event of the hour, and these are exactly its
-    rows. Otherwise (another process wrote to it too, this one started in the middle of it,
-    the events were deleted or the groups were dropped past :data:`AHEAD_MAX_GROUPS`)
-    compaction groups its events, as before. Not thread-safe: the store calls it under its
-    write lock.
+    The writer groups its batches' users (:func:`group`, in C, while the server inserts the
+    events, so it costs the writer no wall time); it hands each committed batch here
+    (:meth:`add`) and the next batch's write sums the groups (:meth:`merge`), in the same
+    window. Only what committed is added, so a rolled-back batch is never here. An hour is
+    written from memory only if its events summed here are as many as its ``attribution``
+    rows count (complete in every transaction): then this process saw every event of the
+    hour, and these are exactly its rows. Otherwise (another process wrote to it too, this
+    one started in the middle of it, the events were deleted or the groups were dropped past
+    :data:`AHEAD_MAX_GROUPS`) compaction groups its events, as before. Not thread-safe: the
+    store calls it under its write lock.
     """
 
     def __init__(self, max_groups: int = AHEAD_MAX_GROUPS) -> None:

@@ -690,8 +690,7 @@ def _prepare(
         return _Prepared(grouped, folded)
     for spec, rows in folded.items():
         n_keys = len(rollups.SPECS[spec])
-        folded[spec] = rows and (_copy_text(rows, n_keys) if _COPY_TEXT_C is None else
-                                 _COPY_TEXT_C(rows, n_keys, _bucket_text))  # fmt: skip
+        folded[spec] = rows and _rollup_copy_text(rows, n_keys)
     members = None
     if numbers is not None and grouped.members and numbers.knows(grouped.members.values()):
         members = _members_params(*_member_bits(None, grouped.members, numbers, marks))
@@ -737,6 +736,15 @@ def _bucket_text(bucket_us: int) -> str:
 
 
 _COPY_TEXT_C: Final = rollups.compiled("copy_text")
+
+
+def _rollup_copy_text(rows: Sequence[tuple[Any, ...]], n_keys: int) -> bytes | str:
+    """Rollup rows (:func:`rollups.fold`'s form) as COPY text: compiled where built, else
+    :func:`_copy_text`."""
+    if _COPY_TEXT_C is None:
+        return _copy_text(rows, n_keys)
+    text: bytes = _COPY_TEXT_C(rows, n_keys, _bucket_text)
+    return text
 
 
 def _copy_text(rows: Sequence[tuple[Any, ...]], n_keys: int) -> str:
@@ -879,13 +887,12 @@ def _users_hours(cur: Any, lo: int, hi: int, ahead: rollups.UsersAhead | None) -
     """PostgreSQL: the ``users`` hour rows of the hours in ``[lo, hi)`` (epoch µs): from
     ``ahead`` for each hour whose every event it summed (as many as the hour's
     ``attribution`` rows count), from the events for the others."""
-    held = ahead.take(lo, hi) if ahead is not None else {}
-    if not held:
+    held = ahead.take(lo, hi) if ahead is not None else None
+    if ahead is None or not held:
         _users_from_events(cur, lo, hi)
         return
     from .schema import from_epoch_us
 
-    assert ahead is not None
     cur.execute(
         "SELECT (extract(epoch FROM bucket) * 1000000)::bigint, sum(calls) "
         "FROM rollup_attribution WHERE grain = 'h' AND bucket >= %s AND bucket < %s "
@@ -905,11 +912,8 @@ def _users_hours(cur: Any, lo: int, hi: int, ahead: rollups.UsersAhead | None) -
     cur.execute("DELETE FROM rollup_users WHERE grain = 'h' AND bucket = ANY(%s)",
                 ([from_epoch_us(hour) for hour in whole],))  # fmt: skip
     rows = [row for hour in whole for row in held[hour][1]]
-    n_keys = len(rollups.SPECS["users"])
-    text = (_copy_text(rows, n_keys) if _COPY_TEXT_C is None else
-            _COPY_TEXT_C(rows, n_keys, _bucket_text))  # fmt: skip
     with cur.copy(f"COPY rollup_users ({_USERS_COLUMNS}) FROM STDIN") as copy:
-        copy.write(text)
+        copy.write(_rollup_copy_text(rows, len(rollups.SPECS["users"])))
 
 
 def _users_from_events(cur: Any, lo: int, hi: int) -> None:

@@ -459,6 +459,44 @@ def test_a_users_breakdown_seeks_each_pair_in_the_running_totals(sqlite_url: str
     store.close()
 
 
+def test_a_partial_hour_is_not_flipped_when_the_hour_rows_cost_more_than_its_events(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flipping a partial hour reads the hour's rollup rows as well as the rest's events: an
+    hour of one event per user has as many ``users`` rows as events, so its 35 minutes are
+    read as they are, though the other 25 hold fewer events; a rollup with few rows in the
+    hour (per bot) is still flipped. The answers are the events' either way."""
+    hour = datetime(2026, 6, 10, 9, tzinfo=UTC)
+    now = hour + timedelta(hours=3)  # the hour is closed and compacted
+    until = hour + timedelta(minutes=35)
+    store = _store_at(db_url, now)
+    with Ledger(store=store, handle_signals=False, strict=True) as ledger:
+        for i in range(40):  # inside the range: 40 users, one event each
+            ledger.record_llm("gpt-4o", 100 + i, 10, bot_id=f"b{i % 2}", user_id=f"in{i}",
+                              started_at=hour + timedelta(seconds=50 * i + 1))  # fmt: skip
+        for i in range(30):  # the rest of the hour: 30 other users
+            ledger.record_llm("gpt-4o", 200 + i, 20, bot_id=f"b{i % 2}", user_id=f"out{i}",
+                              started_at=until + timedelta(seconds=45 * i + 1))  # fmt: skip
+    store = _store_at(db_url, now)
+    flipped: list[rollups.Segment] = []
+    real = rollups.flip
+    monkeypatch.setattr(rollups, "flip", lambda s: flipped.append(s) or real(s))
+    query, raw = Query(store), Query(store, use_rollups=False)
+    since = hour - timedelta(hours=2)
+    ours = query.breakdown(("user_id", "kind"), since=since, until=until)
+    assert sorted(ours, key=repr) == sorted(
+        raw.breakdown(("user_id", "kind"), since=since, until=until), key=repr
+    )
+    assert len(ours) == 40
+    assert not flipped  # 25 minutes' 30 events + the hour's 70 users rows > 40 events
+    by_bot = query.breakdown("bot_id", since=since, until=until)
+    assert sorted(by_bot, key=repr) == sorted(
+        raw.breakdown("bot_id", since=since, until=until), key=repr
+    )
+    assert [s.hi for s in flipped] == [to_epoch_us(until)]  # 30 events + 2 bot rows < 40
+    store.close()
+
+
 def test_a_partial_hour_with_fewer_events_outside_is_read_as_the_hour_less_those(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -254,6 +254,14 @@ def test_a_long_stream_closed_early_counts_every_event_it_saw(
         pytest.param('{"choices" : [ ], "usage" : {"a": 1}}', True, True, id="odd-spacing"),
         pytest.param('{"choices":\n[\n],"usage":\n{"a":1}}\n', True, True, id="newlines"),
         pytest.param('{"choices":[],"prompt_filter_results":[]}', True, False, id="azure-filter"),
+        pytest.param('{"x":{"a":1},"choices":[],"usage":{"a":1}}', True, True,
+                     id="object-before-choices"),
+        pytest.param('{"object":"choices","choices":[],"usage":{"a":1}}', True, True,
+                     id="choices-as-a-value-first"),
+        pytest.param('{"id":"a\\"b","choices": [], "usage": {"a": 1}}', True, True,
+                     id="escape-before-choices"),
+        pytest.param('{"x":{"choices":[],"usage":{"a":1}},"choices":[]}', True, False,
+                     id="usage-shaped-object-inside"),
         pytest.param('{"choices":[{"delta":{}}],"usage":null}', False, False, id="null-usage"),
         pytest.param('{"choices": [{"delta": {}}], "usage": null}', False, False,
                      id="null-usage-spaced"),
@@ -321,6 +329,22 @@ def test_the_event_filter_keeps_only_the_usage_only_event(ledger: Ledger) -> Non
     assert watcher.model == "m"
     e = only_event(ledger)
     assert (e.model, e.input_tokens) == ("m", 8)
+
+
+def test_the_event_filter_passes_on_a_usage_shaped_chunk_that_has_an_error(
+    ledger: Ledger,
+) -> None:
+    """A chunk that looks like the usage-only one but carries an error is the SDK's to raise
+    on: the filter's quick test for the usage chunk (OpenAI's and json.dumps' spacing) does
+    not take it."""
+    data = [
+        '{"error":{"message":"boom"},"choices":[],"usage":{"prompt_tokens":1}}',
+        '{"choices":[],"usage":{"prompt_tokens":1},"error":{"message":"boom"}}',
+        '{"choices": [], "usage": {"prompt_tokens": 1}, "error": "boom"}',
+    ]
+    passed, watcher = filter_events([*data, "[DONE]"], ledger)
+    assert passed == [*data, "[DONE]"]
+    assert watcher.usage_events_skipped == 0
 
 
 def test_the_event_filter_is_not_installed_where_the_sdk_differs(ledger: Ledger) -> None:

@@ -507,6 +507,9 @@ def _decode(data: str) -> tuple[Any, int]:
 
 
 # From the "choices" key of a usage-only chunk on: an empty list, then the usage object.
+#: The usage-only chunk's "choices" and "usage" as OpenAI and Python's json.dumps write them.
+_USAGE_TIGHT: Final = '"choices":[],"usage":{'
+_USAGE_SPACED: Final = '"choices": [], "usage": {'
 _USAGE_AFTER_CHOICES: Final = re.compile(
     r'"choices"{0}:{0}\[{0}\]{0},{0}"usage"{0}:{0}\{{'.format(f"[{_JSON_BLANKS}]*")
 )
@@ -731,6 +734,18 @@ def _filtered(events: Iterator[Any], w: _ChatWatcher, fields: dict[str, Any]) ->
                             call.finish_later(w._read_all)
                         return  # as the SDK does at [DONE]
                 else:
+                    # The usage-only chunk as OpenAI and json.dumps space it, known here
+                    # (see _usage_text: no object, list or escape before its "choices");
+                    # anything else through on_other.
+                    at = data.find(_USAGE_TIGHT)
+                    if at < 0:
+                        at = data.find(_USAGE_SPACED)
+                    if at > 0 and data[0] == "{" and '"error"' not in data:
+                        head = data[1:at]
+                        if "{" not in head and "[" not in head and "\\" not in head:
+                            w.usage_chunk = data
+                            w.usage_events_skipped += 1
+                            continue
                     todo = w.on_other(data)
                     unread, stamps = w._unread, w._stamps
                     if todo == _SKIP:

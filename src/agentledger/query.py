@@ -383,7 +383,8 @@ class Query:
                     at >= from_epoch_us(hour), at < from_epoch_us(hour + rollups.HOUR_US)
                 )
             )[0]
-            cheaper = whole - part < part and whole - part + self._hour_rows(spec, hour) < part
+            rest = whole - part  # the hour's rows are counted only when they could matter
+            cheaper = rest < part and rest + self._hour_rows(spec, hour) < part
             out += rollups.flip(segment) if cheaper else [segment]
         return out
 

@@ -506,10 +506,11 @@ def _decode(data: str) -> tuple[Any, int]:
     return _SCAN_JSON(data, start)
 
 
-# From the "choices" key of a usage-only chunk on: an empty list, then the usage object.
-#: The usage-only chunk's "choices" and "usage" as OpenAI and Python's json.dumps write them.
+#: The usage-only chunk's "choices" and "usage" as OpenAI and Python's json.dumps write them
+#: (found by :func:`_filtered` without :func:`_usage_text`'s regular expression).
 _USAGE_TIGHT: Final = '"choices":[],"usage":{'
 _USAGE_SPACED: Final = '"choices": [], "usage": {'
+# From the "choices" key of a usage-only chunk on: an empty list, then the usage object.
 _USAGE_AFTER_CHOICES: Final = re.compile(
     r'"choices"{0}:{0}\[{0}\]{0},{0}"usage"{0}:{0}\{{'.format(f"[{_JSON_BLANKS}]*")
 )
@@ -526,7 +527,9 @@ def _usage_text(data: str) -> bool:
     by the ledger's writer: this test costs the caller's thread about a third of decoding
     it. An event it cannot tell is decoded at once (:func:`_usage_event`). One that passes
     it but is no JSON (a broken usage chunk) is hidden all the same, as the caller never
-    asked for it; its call's usage is then an estimate.
+    asked for it; its call's usage is then an estimate. The sync event filter
+    (:func:`_filtered`) makes the same test inline for the two usual spellings: a change to
+    one is a change to both.
     """
     at = data.find('"choices"')
     if at < 0 or '"error"' in data or data[:1] != "{":
@@ -734,9 +737,9 @@ def _filtered(events: Iterator[Any], w: _ChatWatcher, fields: dict[str, Any]) ->
                             call.finish_later(w._read_all)
                         return  # as the SDK does at [DONE]
                 else:
-                    # The usage-only chunk as OpenAI and json.dumps space it, known here
-                    # (see _usage_text: no object, list or escape before its "choices");
-                    # anything else through on_other.
+                    # The usage-only chunk as OpenAI and json.dumps space it: _usage_text's
+                    # test, inline (a call less per stream; keep the two in step); anything
+                    # else through on_other.
                     at = data.find(_USAGE_TIGHT)
                     if at < 0:
                         at = data.find(_USAGE_SPACED)

@@ -123,8 +123,12 @@ class _Configs:
     def check(self, calls: int) -> None:
         """After ``calls`` calls in the current configuration: exactly its records appeared."""
         # Accepted rows, read without stats(), which would price and aggregate the buffer on
-        # this thread: that work stays on the writer thread, as in production.
-        events = self.ledger._accepted
+        # this thread: that work stays on the writer thread, as in production. (The records
+        # in the inbox are counted as they are moved into the buffer, unbuilt.)
+        ledger = self.ledger
+        with ledger._buf_lock:
+            ledger._take_inbox()
+            events = ledger._accepted
         spans = len(self.exporter.get_finished_spans())
         want_events = calls if self.current == "agentledger" else 0
         want_spans = calls if self.current == "openllmetry" else 0

@@ -141,3 +141,110 @@ def test_a_full_queue_drops_a_later_record() -> None:
         assert ledger._dropped == 1
     finally:
         ledger.close()
+
+
+# --- the inbox: records appended without the lock (Ledger._take_inbox) -------------------------
+def test_with_a_writer_running_a_later_record_waits_in_the_inbox_and_is_counted_at_once() -> None:
+    with memory_ledger(flush_interval_s=3600) as ledger:
+        ledger._record_later(in_scope(), later_args())  # starts the writer (which then sleeps)
+        assert ledger.flush()
+        ledger._record_later(in_scope(bot_id="bot-i"), later_args())
+        assert len(ledger._inbox) == 1  # appended without the lock
+        assert ledger.pending == 1  # counted as soon as anyone looks
+        assert len(ledger._inbox) == 0
+        stats = ledger.stats()
+        assert (stats.recorded, stats.pending) == (2, 1)
+        assert ledger.flush()
+        assert ledger.totals(bot_id="bot-i").calls == 1
+        assert ledger.stats().written == 2
+
+
+def test_many_threads_recording_later_while_the_writer_writes_lose_and_repeat_nothing() -> None:
+    """Appends race with the writer taking the inbox (and with flushes): every record is
+    counted once and written once."""
+    threads_n, each = 8, 400
+    with memory_ledger(flush_interval_s=0.001, batch_size=50) as ledger:
+        ledger._record_later(in_scope(bot_id="first"), later_args())
+        contexts = [in_scope(bot_id=f"bot-{i}") for i in range(threads_n)]
+
+        def record(i: int) -> None:
+            for n in range(each):
+                ledger._record_later(contexts[i], later_args())
+                if n % 100 == 0:
+                    ledger.flush()
+
+        threads = [threading.Thread(target=record, args=(i,)) for i in range(threads_n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert ledger.flush()
+        stats = ledger.stats()
+        assert (stats.recorded, stats.written, stats.pending) == (1 + threads_n * each,) * 2 + (0,)
+        assert stats.dropped == 0
+        assert ledger.store is not None
+        by_bot: dict[str | None, int] = {}
+        for event in ledger.store.events():
+            by_bot[event.bot_id] = by_bot.get(event.bot_id, 0) + 1
+    assert by_bot == {"first": 1, **{f"bot-{i}": each for i in range(threads_n)}}
+
+
+def test_the_inbox_keeps_the_queue_bound() -> None:
+    """With max_queue=5 and nothing written, 5 records are kept and the rest dropped,
+    counted, whether they waited in the inbox or took the lock."""
+    ledger = Ledger(
+        store=agentledger.testing.MemoryStore(), max_queue=5, flush_interval_s=3600,
+        handle_signals=False,
+    )  # fmt: skip
+    try:
+        for _ in range(11):
+            ledger._record_later(in_scope(), later_args())
+        assert 0 < len(ledger._inbox) <= 4  # the first started the writer; the room was 4
+        stats = ledger.stats()
+        assert (stats.recorded, stats.dropped) == (5, 6)
+        ledger.record_llm("gpt-4o", 1, 1)  # record_* counts the inbox in the bound too
+        assert ledger.stats().dropped == 7
+    finally:
+        ledger.close()
+
+
+def test_close_writes_what_waits_in_the_inbox() -> None:
+    store = agentledger.testing.MemoryStore()
+    ledger = Ledger(store=store, flush_interval_s=3600, handle_signals=False)
+    ledger._record_later(in_scope(), later_args())
+    assert ledger.flush()
+    for _ in range(3):
+        ledger._record_later(in_scope(bot_id="late"), later_args())
+    assert len(ledger._inbox) == 3
+    assert ledger.close()
+    assert sum(1 for e in store.events() if e.bot_id == "late") == 3
+
+
+def test_sync_durability_never_uses_the_inbox() -> None:
+    with memory_ledger(durability="sync") as ledger:
+        for _ in range(3):
+            ledger._record_later(in_scope(), later_args())
+            assert len(ledger._inbox) == 0
+        assert ledger.stats().written == 3
+
+
+def test_a_record_that_comes_while_the_ledger_closes_is_written() -> None:
+    """A record appended to the inbox by another thread after the writer's last take (as
+    the writer stops; simulated here) is written before the store closes, not left
+    uncounted."""
+    store = agentledger.testing.MemoryStore()
+    ledger = Ledger(store=store, flush_interval_s=3600, handle_signals=False)
+    ledger._record_later(in_scope(), later_args())
+    writer = ledger._writer
+    assert writer is not None
+    join = writer.join
+
+    def join_then_a_late_record(timeout: float | None = None) -> None:
+        join(timeout)
+        assert not writer.is_alive()
+        ledger._inbox.append((in_scope(bot_id="racing"), later_args()))
+
+    writer.join = join_then_a_late_record  # type: ignore[method-assign]
+    assert ledger.close()
+    assert [e.bot_id for e in store.events()] == [None, "racing"]
+    assert ledger.stats().recorded == 2

@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -186,6 +187,11 @@ class Ledger:
         self._cond = threading.Condition(self._buf_lock)
         self._ingest_lock = threading.RLock()  # re-entrant for the SIGTERM handler too
         self._backlog: list[Row] = []
+        # _record_later's records, appended without the lock (deque.append is atomic) and
+        # moved into the buffer, counted, by whoever takes the lock next (_take_inbox); at
+        # most _inbox_room of them (0: none, they take the lock).
+        self._inbox: deque[tuple[contextvars.Context, LaterArgs]] = deque()
+        self._inbox_room = 0
         self._wake = threading.Event()
         self._writer: threading.Thread | None = None
         self._closed = False
@@ -497,7 +503,8 @@ class Ledger:
             if self._closed:
                 self._drop("the ledger is closed")
                 return False
-            if len(self._buf) + len(self._backlog) >= self._max_queue and (
+            queued = len(self._buf) + len(self._backlog) + len(self._inbox)
+            if queued >= self._max_queue and (
                 self._overflow == "drop_new" or not self._wait_for_space()
             ):
                 self._drop(f"queue full ({self._max_queue} pending)")
@@ -523,13 +530,20 @@ class Ledger:
         (``args`` may be a function giving them, called when the row is built).
 
         For recorders whose values are known to be well formed (the SDK integrations):
-        the caller's thread only appends to the buffer, and validation, attribution (from
-        ``ctx``, the context the call was made in), ids and the row are done off it. A row
+        the caller's thread only appends ``(ctx, args)`` to the inbox, without the lock
+        (see :meth:`_take_inbox`; to the buffer, with it, when the inbox has no room), and
+        validation, attribution (from ``ctx``, the context the call was made in), ids and
+        the row are done off it. The OpenAI integration's sync event filter makes the inbox
+        test inline (``openai._filtered``): a change here is a change there. A row
         that fails to build is counted as rejected and logged, never raised (even with
         ``strict=True``: the caller has moved on). With ``durability="sync"`` the row is
         built and written at once, as ``record_*`` do (and ``strict=True`` raises a bad
         one, as they do). No event id is returned: callers that need it use ``record_*``.
         """
+        inbox = self._inbox
+        if len(inbox) < self._inbox_room:  # the usual case: no lock (see _take_inbox)
+            inbox.append((ctx, args))
+            return
         later = _Later((ctx, args))
         if self._sync:
             try:
@@ -566,7 +580,7 @@ class Ledger:
     def _wait_for_space(self) -> bool:
         deadline = time.monotonic() + self._block_timeout
         self._wake.set()
-        while len(self._buf) + len(self._backlog) >= self._max_queue:
+        while len(self._buf) + len(self._backlog) + len(self._inbox) >= self._max_queue:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._cond.wait(remaining):
                 return False
@@ -768,6 +782,27 @@ class Ledger:
                 target=self._run_writer, name="agentledger-writer", daemon=True
             )
             self._writer.start()
+            self._take_inbox()  # (its room, now that a writer will take it)
+
+    def _take_inbox(self) -> None:
+        """Move the inbox's records into the buffer, counted as accepted, and set how many
+        may wait there until the next take: none without a running writer or with
+        ``durability="sync"``, else no more than a batch or the queue's room (which
+        :meth:`_enqueue` counts the inbox in). With ``_buf_lock`` held."""
+        inbox = self._inbox
+        if inbox:
+            take = inbox.popleft
+            n = 0
+            while inbox:  # (records appended meanwhile are taken too)
+                # (self._buf each time: a signal handler's flush may swap it meanwhile)
+                self._buf.append(_Later(take()))
+                n += 1
+            self._accepted += n
+        if self._closed or self._sync or self._writer is None:
+            self._inbox_room = 0
+        else:
+            room = self._max_queue - len(self._buf) - len(self._backlog)
+            self._inbox_room = max(0, min(self._batch_size, room))
 
     def _run_writer(self) -> None:
         self.prices.warm()
@@ -793,6 +828,7 @@ class Ledger:
         """Move buffered rows into the aggregates, the sinks and the write backlog."""
         with self._ingest_lock:
             with self._buf_lock:
+                self._take_inbox()
                 items, self._buf = self._buf, []
                 if not items:
                     return
@@ -882,6 +918,7 @@ class Ledger:
         stay queued and are written when it comes back).
         """
         with self._buf_lock:
+            self._take_inbox()
             target = self._accepted
         if self._writer is None or not self._writer.is_alive():
             self._drain()  # no writer (closed, or never started): do it here
@@ -905,10 +942,13 @@ class Ledger:
         done = self.flush(timeout)
         with self._buf_lock:
             self._closed = True
+            self._inbox_room = 0
         self._wake.set()
         writer = self._writer
         if writer is not None and writer is not threading.current_thread():
             writer.join(timeout if timeout is not None else None)
+        if self._inbox:  # records that came as it closed: written here
+            done = self.flush(timeout) and done
         if not done:
             log.error(
                 "agentledger: closed with %d events not written (%s); they are lost",
@@ -923,6 +963,7 @@ class Ledger:
     def pending(self) -> int:
         """Events accepted but not yet written."""
         with self._buf_lock:
+            self._take_inbox()
             return self._accepted - self._settled
 
     def stats(self) -> LedgerStats:

@@ -523,6 +523,65 @@ def test_prepare_leaves_the_callers_kwargs_alone() -> None:
     assert _CHAT.prepare(plain) == (plain, None)
 
 
+# --- the inline streamed create (_chat_create_wrapper) ----------------------------------------
+@pytest.mark.parametrize("how", ["instrument", "wrap"])
+def test_the_inline_streamed_create_records_what_the_general_wrapper_records(
+    client: openai.OpenAI, ledger: Ledger, fake: Any, how: str
+) -> None:
+    """A streamed create without options of the caller's takes the inline path (prepare is
+    never called); with ``extra_body={}`` (the same request body) the general one. Chunks,
+    request and stored event are the same."""
+    if how == "instrument":
+        al_openai.instrument(ledger=ledger)
+    else:
+        al_openai.wrap(client, ledger=ledger)
+    with mock.patch.object(type(_CHAT), "prepare", autospec=True,
+                           side_effect=type(_CHAT).prepare) as prepare:  # fmt: skip
+        inline_chunks, inline = stream_once(client)
+        assert prepare.call_count == 0
+        inline_request = fake.requests[-1][1]
+        general_chunks, general = stream_once(client, extra_body={})
+        assert prepare.call_count == 1
+    assert fake.requests[-1][1] == inline_request
+    assert inline_request["stream_options"] == {"include_usage": True}
+    assert (inline.usage_events_skipped, general.usage_events_skipped) == (1, 1)
+    assert [c.model_dump() for c in inline_chunks] == [c.model_dump() for c in general_chunks]
+    first, second = events(ledger)
+    assert stable(first) == stable(second)
+    assert first.cost_usd == second.cost_usd is not None
+    assert first.metadata["ttft_ms"] >= 0
+
+
+def test_the_inline_streamed_create_leaves_the_callers_kwargs_alone(
+    client: openai.OpenAI, ledger: Ledger
+) -> None:
+    al_openai.instrument(ledger=ledger)
+    kwargs: dict[str, Any] = {"model": "o3-mini", "messages": MESSAGES, "stream": True,
+                              "extra_headers": usage_header()}  # fmt: skip
+    before = dict(kwargs)
+    assert len(list(client.chat.completions.create(**kwargs))) == 5
+    assert kwargs == before  # no extra_body added to the caller's dict
+    assert only_event(ledger).input_tokens == 2000
+
+
+def test_the_inline_streamed_create_inside_an_instrumented_call_is_not_recorded_again(
+    client: openai.OpenAI, ledger: Ledger
+) -> None:
+    """Made while another instrumented call runs (its wrapper set _ACTIVE), a streamed create
+    is that call's, as through the general wrapper: nothing of its own is recorded."""
+    from agentledger.integrations._common import _ACTIVE
+
+    al_openai.instrument(ledger=ledger)
+    token = _ACTIVE.set(True)
+    try:
+        assert len(list(client.chat.completions.create(
+            model="o3-mini", messages=MESSAGES, stream=True, extra_headers=usage_header()
+        ))) == 5  # fmt: skip
+    finally:
+        _ACTIVE.reset(token)
+    assert events(ledger) == []
+
+
 # --- a typed ChatCompletion in one pass -------------------------------------------------------
 COMPLETION = {
     "id": "c",

@@ -297,7 +297,8 @@ def test_a_recorded_stream_waiting_for_the_writer_holds_no_http_response() -> No
             assert led.flush(timeout=10)  # the writer started, and now sleeps for an hour
             response = stream_once()
             gc.collect()
-            assert led._buf  # the call waits for the writer, unread (its row not built)
+            # the call waits for the writer, unread (its row not built; see _take_inbox)
+            assert len(led._inbox) + len(led._buf) == 1
             assert response() is None
         assert [e.input_tokens for e in events(led)] == [2000, 2000]
     finally:

@@ -370,8 +370,8 @@ class Call:
     """One instrumented call: its timing, its context and what it asked for."""
 
     __slots__ = (
-        "_ctx", "_ledger_ref", "_outer", "_t0", "adapter", "done", "first_token_at",
-        "request_model", "started_at", "streaming",
+        "_ctx", "_ended", "_ledger_ref", "_read", "_t0", "adapter", "done",
+        "first_token_at", "request_model", "started_at", "streaming",
     )  # fmt: skip
 
     def __init__(self, adapter: Adapter, kwargs: dict[str, Any], ledger_ref: LedgerRef) -> None:
@@ -380,21 +380,19 @@ class Call:
         self.request_model: str | None = model if isinstance(model, str) and model else None
         self._ledger_ref = ledger_ref
         # Attribution and the parent span are taken where the call was made, even when a
-        # stream is finished later in another thread or task.
+        # stream is finished later in another thread or task (the span: see _tool_request).
         self._ctx = contextvars.copy_context()
-        self._outer: Span | None = _current_span.get()
         self.started_at = time.time()
         self._t0 = time.perf_counter()
         self.first_token_at: float | None = None
         self.streaming = False
         self.done = False
 
-    def read_args(
-        self, read: Callable[[], tuple[str | None, Usage, bool]], ended: float
-    ) -> tuple[Any, ...]:
-        """The ledger's row arguments of the call ended at ``ended``, with the model, usage
-        and whether it is estimated that ``read()`` gives (see :meth:`finish_later`)."""
-        return self._args(*read(), None, None, ended)
+    def __call__(self) -> tuple[Any, ...]:
+        """The ledger's row arguments of a call recorded by :meth:`finish_later`, with the
+        model, usage and whether it is estimated that its ``read()`` gives (called by the
+        ledger's writer: the call itself is the record's arguments, nothing more is made)."""
+        return self._args(*self._read(), None, None, self._ended)
 
     def ledger(self) -> Ledger:
         ledger = self._ledger_ref()
@@ -449,9 +447,13 @@ class Call:
         if self.done:
             return
         self.done = True
-        t1 = time.perf_counter()
+        self._ended = time.perf_counter()
+        self._read = read
         try:
-            self.ledger()._record_later(self._ctx, functools.partial(self.read_args, read, t1))
+            ledger = self._ledger_ref()
+            if ledger is None:
+                ledger = get_ledger()
+            ledger._record_later(self._ctx, self)
         except Exception:
             log.warning("agentledger: could not record a %s call", self.adapter.endpoint,
                         exc_info=True)  # fmt: skip
@@ -462,7 +464,7 @@ class Call:
         # The ledger gives an event the ids of its UUIDv7 (see agentledger._ids.new_ids): the
         # span id is its low 64 bits; the trace is the enclosing span's, else the whole UUID.
         hex_ = uuid.UUID(event_id).hex
-        outer = self._outer
+        outer: Span | None = self._ctx.get(_current_span)  # the span the call was made in
         return ToolRequest(
             span_id=hex_[16:],
             trace_id=outer.trace_id if outer is not None else hex_,

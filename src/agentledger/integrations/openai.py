@@ -682,7 +682,8 @@ def _watch_events(stream: Any, watcher: _ChatWatcher, call: Call) -> bool:
     if "_iter_events" in fields:
         return False
     watcher.call = call
-    watcher.response = getattr(stream, "response", None)
+    response = fields.get("response")  # (the SDK's instance attribute, read directly)
+    watcher.response = response if response is not None else getattr(stream, "response", None)
     watcher.stream = weakref.ref(stream)
     events: Any
     if is_async:
@@ -916,7 +917,7 @@ def _chat_create_wrapper(
         try:
             call = Call(adapter, kwargs, ledger_ref)
             call.streaming = True
-            watcher = _ChatWatcher(hide_usage_chunk=True)
+            watcher = _ChatWatcher(True)  # (hide_usage_chunk)
         except Exception:
             return generic(self, *args, **kwargs)
         # kwargs is this call's own dict: the usage is asked for in it, as prepare() does

@@ -21,7 +21,10 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextvars import copy_context
 from dataclasses import dataclass
+from time import perf_counter
+from time import time as wall_time
 from typing import Any, Final
 
 from .._default import get_ledger
@@ -381,9 +384,9 @@ class Call:
         self._ledger_ref = ledger_ref
         # Attribution and the parent span are taken where the call was made, even when a
         # stream is finished later in another thread or task (the span: see _tool_request).
-        self._ctx = contextvars.copy_context()
-        self.started_at = time.time()
-        self._t0 = time.perf_counter()
+        self._ctx = copy_context()
+        self.started_at = wall_time()
+        self._t0 = perf_counter()
         self.first_token_at: float | None = None
         self.streaming = False
         self.done = False

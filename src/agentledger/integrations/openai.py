@@ -27,6 +27,7 @@ import time
 import types
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
+from time import perf_counter
 from typing import Any, Final
 
 from .._default import get_ledger
@@ -725,7 +726,7 @@ def _filtered(events: Iterator[Any], w: _ChatWatcher, fields: dict[str, Any]) ->
                 if '"delta"' in data:  # a chunk with choices (see on_other)
                     unread.append(data)
                     if pending:
-                        stamps.append(time.perf_counter())
+                        stamps.append(perf_counter())
                     room -= 1
                     if not room:
                         w.settle()
@@ -743,7 +744,7 @@ def _filtered(events: Iterator[Any], w: _ChatWatcher, fields: dict[str, Any]) ->
                             # _record_later, inline (three calls less per stream; keep
                             # them in step)
                             call.done = True
-                            call._ended = time.perf_counter()
+                            call._ended = perf_counter()
                             call._read = w._read_all
                             ledger = call._ledger_ref()
                             if ledger is None:

@@ -891,7 +891,8 @@ def test_the_first_token_time_is_that_of_the_event_carrying_it(
     """Kept events are timed as they come until the first token is known; the event that
     carries it is found when they are read (on the writer, or every _READ_EVERY events)."""
     clock = _Clock()
-    monkeypatch.setattr(al_openai, "time", clock)
+    monkeypatch.setattr(al_openai, "time", clock)  # (the async filter's time.perf_counter)
+    monkeypatch.setattr(al_openai, "perf_counter", clock.perf_counter)  # (the sync filter's)
     call = raw_call(ledger)
     call._t0 = 0.0
     call.streaming = True

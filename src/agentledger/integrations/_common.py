@@ -446,7 +446,9 @@ class Call:
         """Record the call once, with the model, usage and whether it is estimated that
         ``read()`` gives when the ledger's writer builds the row (off the caller's thread;
         see :meth:`Ledger._record_later`). For a call that asked for no tools (no event id
-        is needed to link them); never raises."""
+        is needed to link them); never raises. The OpenAI integration's sync event filter
+        (``openai._filtered``) does the same inline, at ``[DONE]``: a change here is a
+        change there."""
         if self.done:
             return
         self.done = True

@@ -900,8 +900,8 @@ def _chat_create_wrapper(
 ) -> Callable[..., Any]:
     """:func:`sync_wrapper` of Chat Completions ``create``, with the usual streamed call
     (``stream=True``, no ``stream_options`` or ``extra_body``, not a raw response) done
-    inline: what ``sync_wrapper``, ``prepare`` and ``wrap_result`` do for it, with fewer
-    calls on the caller's thread (each costs about a µs in place; docs/benchmarks.md).
+    inline: what ``sync_wrapper`` and ``prepare`` do for it, with fewer steps on the
+    caller's thread (each costs about a µs in place; docs/benchmarks.md, session 20).
     Every other call goes through ``sync_wrapper`` itself."""
     generic = sync_wrapper(original, adapter, ledger_ref)
 
@@ -931,13 +931,7 @@ def _chat_create_wrapper(
             call.finish(usage=None, error=exc)
             raise
         try:
-            if _watch_events(result, watcher, call):
-                return result
-        except Exception:
-            log.warning("agentledger: could not attach to a %s stream", adapter.endpoint,
-                        exc_info=True)  # fmt: skip
-        try:
-            return Adapter.wrap_result(adapter, result, call, watcher, None)  # a proxy
+            return adapter.wrap_result(result, call, watcher, None)  # (the raw events watched)
         except Exception:
             log.warning("agentledger: could not record a %s call", adapter.endpoint,
                         exc_info=True)  # fmt: skip

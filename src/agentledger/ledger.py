@@ -533,8 +533,7 @@ class Ledger:
         the caller's thread only appends ``(ctx, args)`` to the inbox, without the lock
         (see :meth:`_take_inbox`; to the buffer, with it, when the inbox has no room), and
         validation, attribution (from ``ctx``, the context the call was made in), ids and
-        the row are done off it. The OpenAI integration's sync event filter makes the inbox
-        test inline (``openai._filtered``): a change here is a change there. A row
+        the row are done off it. A row
         that fails to build is counted as rejected and logged, never raised (even with
         ``strict=True``: the caller has moved on). With ``durability="sync"`` the row is
         built and written at once, as ``record_*`` do (and ``strict=True`` raises a bad

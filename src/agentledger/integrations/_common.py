@@ -446,13 +446,11 @@ class Call:
         """Record the call once, with the model, usage and whether it is estimated that
         ``read()`` gives when the ledger's writer builds the row (off the caller's thread;
         see :meth:`Ledger._record_later`). For a call that asked for no tools (no event id
-        is needed to link them); never raises. The OpenAI integration's sync event filter
-        (``openai._filtered``) does the same inline, at ``[DONE]``: a change here is a
-        change there."""
+        is needed to link them); never raises."""
         if self.done:
             return
         self.done = True
-        self._ended = time.perf_counter()
+        self._ended = perf_counter()
         self._read = read
         try:
             ledger = self._ledger_ref()

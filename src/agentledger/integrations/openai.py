@@ -30,9 +30,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from time import perf_counter
 from typing import Any, Final
 
-from .._default import get_ledger
 from ..ledger import Ledger
-from ..spans import _TOOL_REQUEST
 from ._common import (
     _ACTIVE,
     Adapter,
@@ -735,27 +733,11 @@ def _filtered(events: Iterator[Any], w: _ChatWatcher, fields: dict[str, Any]) ->
                         room = _READ_EVERY
                 elif data.startswith("[DONE]"):  # (w.on_other's end, with fewer calls)
                     if w.usage_chunk is not None:
-                        # (_mention_tool_calls, inline: a call less per stream)
-                        if w.tool_names or '"tool_calls"' in "\n".join(unread):
+                        if w.tool_names or _mention_tool_calls(unread):
                             w.finish()  # (its event id is needed at once: see finish)
-                        elif not call.done:
+                        else:
                             w.response = None  # (see finish)
-                            # call.finish_later(w._read_all) and the ledger's
-                            # _record_later, inline (three calls less per stream; keep
-                            # them in step)
-                            call.done = True
-                            call._ended = perf_counter()
-                            call._read = w._read_all
-                            ledger = call._ledger_ref()
-                            if ledger is None:
-                                ledger = get_ledger()
-                            inbox = ledger._inbox
-                            if len(inbox) < ledger._inbox_room:
-                                inbox.append((call._ctx, call))
-                            else:
-                                ledger._record_later(call._ctx, call)
-                            if _TOOL_REQUEST.get() is not None:
-                                _TOOL_REQUEST.set(None)  # this call asked for none
+                            call.finish_later(w._read_all)
                         return  # as the SDK does at [DONE]
                 else:
                     # The usage-only chunk as OpenAI and json.dumps space it: _usage_text's

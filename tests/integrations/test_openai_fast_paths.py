@@ -699,6 +699,31 @@ def test_the_filtered_sdk_stream_is_freed_without_the_garbage_collector(
     assert only_event(ledger).input_tokens == 2000
 
 
+def test_a_call_recorded_by_the_writer_is_freed_without_the_garbage_collector(
+    client: openai.OpenAI, ledger: Ledger
+) -> None:
+    """The call handed to the ledger at ``[DONE]`` holds its watcher's reader, and the watcher
+    holds the call: once the row is built that cycle is broken, so the call, its watcher
+    and the raw events they kept are freed by reference counting (in the thread that built
+    the row) rather than waiting for the garbage collector on the caller's thread."""
+    al_openai.instrument(ledger=ledger)
+    gc.collect()
+    gc.disable()
+    try:
+        stream = client.chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, stream=True, extra_headers=usage_header()
+        )
+        watcher = watcher_of(stream)
+        ref = weakref.ref(watcher)
+        assert len(list(stream)) == 5
+        del stream, watcher
+        assert ref() is not None  # waiting in the ledger until its row is built
+        assert only_event(ledger).input_tokens == 2000  # (the row is built here)
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
 @pytest.mark.parametrize(
     ("usage", "expected"),
     [

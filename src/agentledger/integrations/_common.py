@@ -377,6 +377,9 @@ class Call:
         "first_token_at", "request_model", "started_at", "streaming",
     )  # fmt: skip
 
+    _read: Callable[[], tuple[str | None, Usage, bool]] | None  # (see finish_later)
+    _ended: float
+
     def __init__(self, adapter: Adapter, kwargs: dict[str, Any], ledger_ref: LedgerRef) -> None:
         self.adapter = adapter
         model = kwargs.get("model")
@@ -395,7 +398,13 @@ class Call:
         """The ledger's row arguments of a call recorded by :meth:`finish_later`, with the
         model, usage and whether it is estimated that its ``read()`` gives (called by the
         ledger's writer: the call itself is the record's arguments, nothing more is made)."""
-        return self._args(*self._read(), None, None, self._ended)
+        read = self._read
+        assert read is not None, "a call's row is built once"
+        # The reader (the stream watcher's) holds this call: the cycle is broken here, so
+        # both are freed by reference counting once the row is built, not by the garbage
+        # collector on whatever thread next crosses its threshold.
+        self._read = None
+        return self._args(*read(), None, None, self._ended)
 
     def ledger(self) -> Ledger:
         ledger = self._ledger_ref()

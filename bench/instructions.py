@@ -32,11 +32,20 @@ L2 misses per call, the cold memory a call touches, which the instruction count 
 (session 17: agentledger adds ~80K instructions but ~1,260 L2 misses per call over the
 floor, +47 % over the whole SDK call's). Valgrind's simulated caches are shared by all
 threads (the ledger's writer's included), and the counts move with the memory layout too.
+
+``--steady`` counts the calls a median sees: the garbage collector off (its passes come
+every ~25 calls) and the ledger's writer not woken while counting. Valgrind runs the threads
+one at a time on one simulated cache, so a writer that wakes every second (every ~10 calls
+under valgrind, against ~300 at full speed) evicts the caller's lines there. Session 21
+(collector off, a 512 KiB 8-way L2 simulated, one seed): agentledger's L2 misses over the
+floor's +1,630 per call with the writer woken every second as usual, +17 with it not woken,
++3,500 woken every millisecond.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import os
 import re
@@ -52,8 +61,9 @@ CONFIGS = ("plain", "plain+usage", "floor", "agentledger")
 WARMUP = 50
 
 
-def _child(config: str, calls: int) -> None:
-    """Make ``calls`` streamed calls the ``config`` way (run under valgrind)."""
+def _child(config: str, calls: int, steady: bool = False) -> None:
+    """Make ``calls`` streamed calls the ``config`` way (run under valgrind); ``steady``:
+    with the garbage collector off and the ledger's writer not woken while counting."""
     import integrations as bench
 
     client = bench._mock_client(bench._fake_answers())
@@ -64,7 +74,8 @@ def _child(config: str, calls: int) -> None:
         from agentledger.integrations import openai as al_openai
 
         tmp = tempfile.mkdtemp(prefix="agentledger-instructions-")
-        ledger = Ledger(f"sqlite:///{tmp}/i.db", handle_signals=False)
+        interval = 1e6 if steady else 1.0  # (steady: the writer never wakes meanwhile)
+        ledger = Ledger(f"sqlite:///{tmp}/i.db", handle_signals=False, flush_interval_s=interval)
         ledger.prices.warm()
         client = al_openai.wrap(client, ledger)
     elif config == "plain+usage":
@@ -75,7 +86,11 @@ def _child(config: str, calls: int) -> None:
         call = bench._chat_stream(client, **extra)
     for _ in range(WARMUP):
         call()
+    if steady:
+        gc.collect()
+        gc.disable()
     list(itertools.starmap(call, [()] * calls))  # the counted loop
+    gc.enable()
     if ledger is not None:
         assert ledger.flush(timeout=60)
         ledger.close()
@@ -100,7 +115,9 @@ def _l2_size() -> int:
     return int(text.rstrip("KM")) * scale
 
 
-def _count(config: str, calls: int, seed: int, cache: bool = False) -> dict[str, int]:
+def _count(
+    config: str, calls: int, seed: int, cache: bool = False, steady: bool = False
+) -> dict[str, int]:
     """Callgrind's totals of ``calls`` calls made the ``config`` way: ``{"Ir": ...}``, and
     with ``cache`` the simulated caches' misses too."""
     # Address randomisation off where setarch can (else the layout varies more).
@@ -114,7 +131,7 @@ def _count(config: str, calls: int, seed: int, cache: bool = False) -> dict[str,
         subprocess.run(
             [*fixed, "valgrind", "--tool=callgrind", "--toggle-collect=starmap_next", *sim,
              f"--callgrind-out-file={tmp}/cg.out", sys.executable, __file__, "--child", config,
-             "--calls", str(calls)],
+             "--calls", str(calls), *(["--steady"] if steady else [])],
             capture_output=True, text=True, check=True, env=env,
         )  # fmt: skip
         with open(f"{tmp}/cg.out") as f:
@@ -133,16 +150,22 @@ def main() -> int:
                         help="hash seeds per config, the median printed (3)")  # fmt: skip
     parser.add_argument("--cache", action="store_true",
                         help="also simulate the L1 and L2 caches, print their misses")  # fmt: skip
+    parser.add_argument("--steady", action="store_true",
+                        help="count with the garbage collector off and the ledger's writer "
+                        "not woken (the calls a median sees; see above)")  # fmt: skip
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.calls)
+        _child(args.child, args.calls, args.steady)
         return 0
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (Debian package valgrind)", file=sys.stderr)
         return 1
     runs = {
-        c: [_count(c, args.calls, seed, args.cache) for seed in range(1, args.seeds + 1)]
+        c: [
+            _count(c, args.calls, seed, args.cache, args.steady)
+            for seed in range(1, args.seeds + 1)
+        ]
         for c in CONFIGS
     }
     shown = CACHE_EVENTS if args.cache else {"instructions": ("Ir",)}

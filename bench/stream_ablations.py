@@ -42,7 +42,25 @@ def _done(self: Any, read: Any) -> None:
     self.done = True
 
 
-#: variant -> what it replaces (``module.Class.attribute`` -> no-op), and what it means.
+_KEPT: list[Any] = []
+
+
+def _keeper(limit: int) -> Callable[[Any, Any], None]:
+    """A ``Call.finish_later`` that keeps the call and its reader, as the ledger's inbox
+    does, and drops them every ``limit`` calls unread (no writer work at all)."""
+
+    def finish_later(self: Any, read: Any) -> None:
+        self.done = True
+        self._read = read
+        _KEPT.append((self._ctx, self))
+        if len(_KEPT) >= limit:
+            _KEPT.clear()
+
+    return finish_later
+
+
+#: variant -> what it replaces (``module.Class.attribute`` -> no-op; ``ledger:option`` -> a
+#: Ledger option), and what it means.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "full": ("agentledger as it is", {}),
     "nousage": ("the usage-only chunk dropped undecoded (recorded as an estimate)",
@@ -53,6 +71,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                  {"openai._ChatWatcher.finish": lambda self, **kw: None,
                   "_common.Call.finish_later": _done,
                   "openai._ChatWatcher.__del__": lambda self: None}),
+    "keep": ("the call kept unread as the writer's inbox keeps it for ~1 s, then dropped",
+             {"_common.Call.finish_later": _keeper(300)}),
+    "nowriter": ("agentledger as it is, the writer never woken while measuring",
+                 {"ledger:flush_interval_s": 1e6}),
     "setup": ("the call's set-up only (Call, prepare); the SDK's stream, bare filter",
               {"openai._ChatAdapter.wrap_result": lambda self, result, call, watcher, parsed:
                bench._floor(result)}),
@@ -67,12 +89,16 @@ def _child(variant: str, calls: int) -> None:
     from agentledger.integrations import openai as al_openai
 
     modules = {"openai": al_openai, "_common": _common}
+    options: dict[str, Any] = {}
     for target, value in VARIANTS[variant][1].items():
+        if target.startswith("ledger:"):
+            options[target[7:]] = value
+            continue
         module, *owner, name = target.split(".")
         setattr(getattr(modules[module], owner[0]) if owner else modules[module], name, value)
     answers = bench._fake_answers()
     with tempfile.TemporaryDirectory() as tmp:
-        ledger = Ledger(f"sqlite:///{tmp}/a.db", handle_signals=False)
+        ledger = Ledger(f"sqlite:///{tmp}/a.db", handle_signals=False, **options)
         ledger.prices.warm()
         plain = bench._mock_client(answers)
         wrapped = al_openai.wrap(bench._mock_client(answers), ledger)

@@ -462,10 +462,7 @@ class Call:
         self._ended = perf_counter()
         self._read = read
         try:
-            ledger = self._ledger_ref()
-            if ledger is None:
-                ledger = get_ledger()
-            ledger._record_later(self._ctx, self)
+            self.ledger()._record_later(self._ctx, self)
         except Exception:
             log.warning("agentledger: could not record a %s call", self.adapter.endpoint,
                         exc_info=True)  # fmt: skip

@@ -37,6 +37,7 @@ from agentledger.integrations.openai import (
     _usage_event,
     _usage_text,
     _watch_events,
+    _without_null_usage,
 )
 
 from ._stored import events, only_event
@@ -462,6 +463,75 @@ def test_usage_text_never_takes_what_the_decoder_would_not(
         assert _usage_event(data) is not None
 
 
+# --- the "usage": null of every chunk, once the usage is asked for ----------------------------
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ('{"id":"c","choices":[{"delta":{}}],"usage":null}', '{"id":"c","choices":[{"delta":{}}]}'),
+        ('{"id": "c", "choices": [], "usage": null}', '{"id": "c", "choices": []}'),
+        ('{"choices":[],"usage":null,"obfuscation":"aB"}', '{"choices":[],"obfuscation":"aB"}'),
+        ('{"a":1,"usage":null,"b":true,"c":2.5}', '{"a":1,"b":true,"c":2.5}'),
+        # Left as they are: not provably the chunk's own member, or not written this way
+        ('{"usage":null}', None),  # first: no comma before it
+        ('{"a":{"b":1,"usage":null}}', None),  # nested
+        ('{"a":[{"b":1,"usage":null}]}', None),
+        ('{"a":1,"usage":null,"b":{"c":1}}', None),  # an object after it
+        ('{"a":1,"usage":null,"b":"x}"}', None),  # a brace in a string after it
+        ('{"a":1,"usage":null,"b":"\\"}', None),  # an escape after it
+        ('{"a":"x,\\"usage\\":null"}', None),  # inside a string
+        ('{"a":1,"usage":null} ', None),  # blanks after the object
+        ('{"a":1, "usage":null}', None),  # other spacing
+        ('{"a":1,"usage":{"prompt_tokens":1}}', None),  # a usage
+        ('{"a":1,"usage":nullx}', None),  # no JSON
+        ("[DONE]", None),
+        ("", None),
+    ],
+)
+def test_a_null_usage_is_cut_only_where_the_text_shows_it_is_the_chunks_own(
+    data: str, expected: str | None
+) -> None:
+    assert _without_null_usage(data) == expected
+    if expected is not None:
+        chunk = json.loads(data)
+        assert chunk.pop("usage") is None
+        assert json.loads(expected) == chunk
+
+
+_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(),
+              st.sampled_from(["usage", '"usage":null', ',"usage":null}', "}", "x"])),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.sampled_from(["usage", "a", "b"]), inner,
+                                            max_size=3)),
+    max_leaves=8,
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(chunk=st.dictionaries(st.sampled_from(["id", "choices", "usage", "x", "obfuscation"]),
+                             _JSON, max_size=5),
+       spaced=st.booleans())  # fmt: skip
+def test_a_null_usage_cut_never_changes_anything_else(chunk: dict[str, Any], spaced: bool) -> None:
+    """Any JSON object: where a null usage is cut, the rest decodes to the same object less
+    its own "usage" member, which was null."""
+    data = json.dumps(chunk) if spaced else json.dumps(chunk, separators=(",", ":"))
+    cut = _without_null_usage(data)
+    if cut is not None:
+        assert chunk.get("usage", 0) is None
+        assert json.loads(cut) == {k: v for k, v in chunk.items() if k != "usage"}
+
+
+def test_a_null_usage_last_is_cut_whatever_is_before_it() -> None:
+    """The usual shape (OpenAI's, json.dumps's): the member last, after any choices."""
+    for choices in ([], [{"delta": {"content": '"usage":null}'}}], [{"x": {"usage": None}}]):
+        for spaced in (False, True):
+            chunk = {"id": "c", "choices": choices, "usage": None}
+            data = json.dumps(chunk) if spaced else json.dumps(chunk, separators=(",", ":"))
+            cut = _without_null_usage(data)
+            assert cut is not None
+            assert json.loads(cut) == {"id": "c", "choices": choices}
+
+
 # --- include_usage through extra_body -------------------------------------------------------
 @pytest.mark.parametrize(
     ("options", "body_options", "extra"),
@@ -503,14 +573,35 @@ def test_the_callers_own_extra_body_stream_options_win_as_before(
     al_openai.instrument(ledger=ledger)
     options = {"extra_body": {"stream_options": {"include_obfuscation": False}}}
     kwargs, watcher = _CHAT.prepare({"stream": True, **options})
-    assert kwargs["stream_options"] == {"include_usage": True}
+    assert kwargs == {"stream": True, **options}  # sent as it is
     assert kwargs["extra_body"] is options["extra_body"]
     assert isinstance(watcher, _ChatWatcher)
-    assert watcher.hide_usage_chunk
+    assert not watcher.hide_usage_chunk
     chunks, _ = stream_once(client, **options)
     assert fake.requests[-1][1]["stream_options"] == {"include_obfuscation": False}
     assert len(chunks) == 5
     assert only_event(ledger).metadata["usage_estimated"] is True
+
+
+def test_a_usage_chunk_asked_for_in_extra_body_is_the_callers(
+    client: openai.OpenAI, ledger: Ledger, fake: Any
+) -> None:
+    """A caller asking for the usage through extra_body (as gateways' examples do) sees the
+    usage-only chunk as without agentledger, and the call is recorded exactly."""
+    options = {"extra_body": {"stream_options": {"include_usage": True}}}
+    plain = list(client.chat.completions.create(
+        model="o3-mini", messages=MESSAGES, stream=True, extra_headers=usage_header(),
+        **options))  # fmt: skip
+    al_openai.instrument(ledger=ledger)
+    chunks, _ = stream_once(client, **options)
+    assert fake.requests[-1][1]["stream_options"] == {"include_usage": True}
+    assert len(chunks) == len(plain) == 6
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert [c.to_dict() for c in chunks] == [c.to_dict() for c in plain]
+    e = only_event(ledger)
+    assert (e.input_tokens, e.output_tokens) == (2000, 600)
+    assert "usage_estimated" not in e.metadata
 
 
 def test_prepare_leaves_the_callers_kwargs_alone() -> None:

@@ -66,11 +66,18 @@ def _event(data: Any) -> bytes:
 
 CONTENT = [
     _chunk({"role": "assistant", "content": ""}),
-    _chunk({"content": "Hello"}),
+    {**_chunk({"content": "Hello"}), "obfuscation": "aB3"},  # OpenAI's member after usage
     _chunk({"content": ' "choices":[] '}),  # the marker inside a string: content, not usage
-    _chunk({}, "stop"),
+    {**_chunk({}, "stop"), "obfuscation": "x"},
 ]
 HEAD = b"".join(_event(c) for c in CONTENT)
+# The same chunks once the usage is asked for: each carries "usage": null, as OpenAI's do,
+# before "obfuscation" where there is one.
+HEAD_ASKED = b"".join(
+    _event({**{k: v for k, v in c.items() if k != "obfuscation"}, "usage": None,
+            **{k: v for k, v in c.items() if k == "obfuscation"}})
+    for c in CONTENT
+)  # fmt: skip
 USAGE_EVENT = _event({"id": "c", "object": "chat.completion.chunk", "created": 1,
                       "model": "o3-mini", "choices": [], "usage": USAGE})  # fmt: skip
 DONE = b"data: [DONE]\n\n"
@@ -97,8 +104,8 @@ class _Pieces(httpx.SyncByteStream, httpx.AsyncByteStream):
 def _answer(request: httpx.Request, size: int, fail_after_usage: bool) -> httpx.Response:
     """What the server sends: the usage chunk when asked for, then ``[DONE]``."""
     options = json.loads(request.content).get("stream_options") or {}
-    body = HEAD + (USAGE_EVENT if options.get("include_usage") else b"") + DONE
-    fail_at = len(HEAD) + len(USAGE_EVENT) if fail_after_usage else None
+    body = (HEAD_ASKED + USAGE_EVENT if options.get("include_usage") else HEAD) + DONE
+    fail_at = len(HEAD_ASKED) + len(USAGE_EVENT) if fail_after_usage else None
     return httpx.Response(200, headers={"content-type": "text/event-stream"},
                           stream=_Pieces(body, size, fail_at))  # fmt: skip
 
@@ -119,7 +126,9 @@ def async_client(size: int) -> openai.AsyncOpenAI:
 
 
 def dumps(chunks: list[Any]) -> list[dict[str, Any]]:
-    return [c.model_dump() for c in chunks]
+    """The chunks as the caller's code sees them: their fields, and which of them the
+    server sent (``to_dict()`` leaves out the fields not sent)."""
+    return [{"fields": c.model_dump(), "sent": c.to_dict()} for c in chunks]
 
 
 def assert_exact(e: Event) -> None:
@@ -162,28 +171,51 @@ def test_the_caller_who_asked_for_usage_gets_the_sdks_own_chunk(ledger: Ledger, 
         )
         got = dumps(list(stream))
     assert got == expected
-    assert got[-1]["choices"] == []
-    assert got[-1]["usage"]["prompt_tokens"] == 2000
+    assert got[-1]["sent"]["choices"] == []
+    assert got[-1]["sent"]["usage"]["prompt_tokens"] == 2000
+    assert all(chunk["sent"]["usage"] is None for chunk in got[:-1])  # as the server sent
     assert watcher_of(stream).usage_events_skipped == 0
     assert_exact(only_event(ledger))
 
 
 @pytest.mark.parametrize("size", [1, 7, 100_000])
 def test_async_stream_in_small_pieces(ledger: Ledger, size: int) -> None:
-    async def main() -> tuple[list[Any], int]:
+    async def main(wrapped: bool) -> tuple[list[Any], int]:
         async with async_client(size) as client:
-            al_openai.wrap(client, ledger)
+            if wrapped:
+                al_openai.wrap(client, ledger)
             stream = await client.chat.completions.create(
                 model="o3-mini", messages=MESSAGES, stream=True
             )
             async with stream:
                 chunks = [c async for c in stream]
-            return chunks, watcher_of(stream).usage_events_skipped
+            return chunks, watcher_of(stream).usage_events_skipped if wrapped else 0
 
-    chunks, skipped = asyncio.run(main())
+    expected, _ = asyncio.run(main(wrapped=False))
+    chunks, skipped = asyncio.run(main(wrapped=True))
+    assert dumps(chunks) == dumps(expected)  # exactly what the plain SDK gives
     assert len(chunks) == len(CONTENT)
     assert all(c.choices for c in chunks)
     assert skipped == 1
+    assert_exact(only_event(ledger))
+
+
+@pytest.mark.parametrize("size", [7, 100_000])
+def test_the_typed_chunks_behind_the_proxy_are_the_plain_sdks_too(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """Where the raw events cannot be watched, the typed chunks read behind a proxy are
+    what the plain SDK gives too: the "usage": null each carries because the usage was
+    asked for is unset again."""
+    with sync_client(size) as plain:
+        expected = dumps(list(plain.chat.completions.create(
+            model="o3-mini", messages=MESSAGES, stream=True)))  # fmt: skip
+    monkeypatch.setattr(al_openai, "_watch_events", no_raw_watching)
+    with sync_client(size) as client:
+        al_openai.wrap(client, ledger)
+        stream = client.chat.completions.create(model="o3-mini", messages=MESSAGES, stream=True)
+        got = dumps(list(stream))
+    assert got == expected
     assert_exact(only_event(ledger))
 
 
@@ -566,14 +598,27 @@ def test_any_chunk_sequence_records_and_shows_what_the_typed_path_does(
     the same event is recorded (tokens, whether a first token came), and the same tools are
     noted for the tool calls that answer it."""
     chunks = [_chunk(d) for d in deltas] + ([_chunk({}, "stop")] if finish else [])
-    head = (_event(_AZURE_FILTER) if azure else b"") + b"".join(_event(c) for c in chunks)
+    if azure:
+        chunks.insert(0, _AZURE_FILTER)
+    head = b"".join(_event(c) for c in chunks)
+    # Once the usage is asked for, every chunk carries "usage": null (as OpenAI's do)
+    head_asked = b"".join(_event({**c, "usage": None}) for c in chunks)
     usage_event = _usage_text_of(usage_shape)
 
     def answer(request: httpx.Request) -> httpx.Response:
         options = json.loads(request.content).get("stream_options") or {}
-        body = head + (usage_event if options.get("include_usage") else b"") + DONE
+        body = (head_asked + usage_event if options.get("include_usage") else head) + DONE
         return httpx.Response(200, headers={"content-type": "text/event-stream"},
                               stream=_Pieces(body, size))  # fmt: skip
+
+    with openai.OpenAI(
+        base_url="http://fake.invalid/v1",
+        api_key="x",
+        max_retries=0,
+        http_client=httpx.Client(transport=httpx.MockTransport(answer)),
+    ) as plain:
+        plain_seen = dumps(list(plain.chat.completions.create(
+            model="o3-mini", messages=MESSAGES, stream=True)))  # fmt: skip
 
     def run(raw: bool) -> tuple[list[dict[str, Any]], Event, frozenset[str] | None]:
         before = len(events(ledger))
@@ -600,9 +645,9 @@ def test_any_chunk_sequence_records_and_shows_what_the_typed_path_does(
 
     raw_seen, raw_event, raw_tools = run(raw=True)
     typed_seen, typed_event, typed_tools = run(raw=False)
-    assert raw_seen == typed_seen
+    assert raw_seen == typed_seen == plain_seen  # what the plain SDK shows, either way
     assert raw_tools == typed_tools
-    assert all(c["choices"] for c in raw_seen if c["id"])  # the usage chunk never shown
+    assert all(c["fields"]["choices"] for c in raw_seen if c["fields"]["id"])  # (no usage)
     assert _stable(raw_event) == _stable(typed_event)
     assert ("ttft_ms" in raw_event.metadata) == ("ttft_ms" in typed_event.metadata)
     assert (raw_event.input_tokens, raw_event.output_tokens) == (2000, 600)

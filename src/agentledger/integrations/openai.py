@@ -26,7 +26,7 @@ import re
 import time
 import types
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from time import perf_counter
 from typing import Any, Final
 
@@ -425,6 +425,12 @@ class _ChatWatcher(StreamWatcher):
         if usage is not None:
             self.usage = chat_usage(usage)
             self.complete_usage = True
+        elif self.hide_usage_chunk:
+            # The "usage": null the chunk carries only because we asked for the usage: unset
+            # again, as it would be (see _without_null_usage; the raw events are cut instead).
+            fields_set = getattr(item, "__pydantic_fields_set__", None)
+            if type(fields_set) is set:
+                fields_set.discard("usage")
         if not choices:
             # The usage-only chunk we asked for on the caller's behalf: not theirs to see.
             return not (usage is not None and self.hide_usage_chunk), False
@@ -558,6 +564,50 @@ def _usage_event(data: str) -> dict[str, Any] | None:
     ):
         return chunk
     return None
+
+
+#: A chunk's ``"usage": null`` as its last member, as OpenAI and json.dumps write it (see
+#: :func:`_without_null_usage`; :func:`_filtered` cuts these inline).
+_NULL_USAGE_TAILS: Final = (',"usage":null}', ', "usage": null}')
+_NULL_USAGE: Final = (',"usage":null', ', "usage": null')
+_NESTING: Final = frozenset("{}[]\\")
+
+
+def _without_null_usage(data: str) -> str | None:
+    """The raw chunk ``data`` less its own ``"usage": null`` member, or None where it has
+    none that its text alone shows to be its own.
+
+    Once the usage is asked for, every chunk but the usage-only one carries ``"usage":
+    null``. A caller who did not ask for the usage would not have had that member: the
+    SDK's chunk would leave ``usage`` unset, and its ``to_dict()``, ``to_json()`` and
+    ``model_fields_set`` would say so. So it is cut from the event's text before the SDK
+    reads it (which also spares the SDK a field per chunk).
+
+    The member (written as OpenAI or json.dumps write it) is cut when it is preceded by a
+    comma and followed by nothing but the object's last brace and members with no brace,
+    bracket or escape: such a member is a key of the outermost object. (Its quote follows a
+    comma or a space, so it opens a string: a string that held the comma would end there and
+    leave ``usage"``, no JSON. With no brace or bracket after it, the object that holds it
+    is the one whose brace ends the text.) Anything else is left as it is.
+    """
+    for member in _NULL_USAGE:
+        at = data.rfind(member)
+        if at > 0:
+            rest = data[at + len(member) :]
+            if rest[:1] in (",", "}") and rest[-1:] == "}" and _NESTING.isdisjoint(rest[:-1]):
+                return data[:at] + rest
+    return None
+
+
+def _cut_null_usage(sse: Any, data: str) -> str:
+    """``data``, the raw event ``sse``'s text, less its own ``"usage": null`` (see
+    :func:`_without_null_usage`), cut in ``sse`` too where the SDK's event keeps its text in
+    ``_data`` (else left as it is)."""
+    cut = _without_null_usage(data)
+    if cut is None or getattr(sse, "_data", None) is not data:
+        return data
+    sse._data = cut
+    return cut
 
 
 # Delta fields whose non-empty text is generated content (reasoning_content: DeepSeek, vLLM).
@@ -722,6 +772,11 @@ def _filtered(events: Iterator[Any], w: _ChatWatcher, fields: dict[str, Any]) ->
                         # directly, a Python call less per event (checked here).
                         fast = getattr(sse, "_data", None) is data
                 if '"delta"' in data:  # a chunk with choices (see on_other)
+                    if fast:  # its "usage": null cut (see _without_null_usage)
+                        if data.endswith(_NULL_USAGE_TAILS):  # (the member last: inline)
+                            sse._data = data = data[: data.rindex(",")] + "}"
+                        elif '"usage"' in data:
+                            data = _cut_null_usage(sse, data)
                     unread.append(data)
                     if pending:
                         stamps.append(perf_counter())
@@ -756,6 +811,8 @@ def _filtered(events: Iterator[Any], w: _ChatWatcher, fields: dict[str, Any]) ->
                     unread, stamps = w._unread, w._stamps
                     if todo == _SKIP:
                         continue
+                    if '"usage"' in data:  # (a chunk without choices, passed on)
+                        _cut_null_usage(sse, data)
             except Exception:
                 log.warning("agentledger: could not read a stream event", exc_info=True)
             yield sse
@@ -782,6 +839,8 @@ async def _afiltered(
     try:
         async for sse in events:
             data = sse.data
+            if '"usage"' in data:
+                data = _cut_null_usage(sse, data)
             todo = on_event(data)
             if todo == _PASS:
                 yield sse
@@ -807,6 +866,12 @@ class _ChatAdapter(Adapter):
     def prepare(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], StreamWatcher | None]:
         if kwargs.get("stream") is not True:
             return kwargs, None
+        extra = kwargs.get("extra_body")
+        if isinstance(extra, Mapping) and "stream_options" in extra:
+            # The caller's own stream_options in extra_body are what is sent (the SDK's
+            # merge puts them over the argument's): sent as they are, and a usage chunk they
+            # ask for there is theirs to see.
+            return kwargs, _ChatWatcher(hide_usage_chunk=False)
         options = kwargs.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage"):
             return kwargs, _ChatWatcher(hide_usage_chunk=False)
@@ -819,12 +884,10 @@ class _ChatAdapter(Adapter):
             return kwargs, _ChatWatcher(hide_usage_chunk=True)
         # No options of the caller's (None, or the SDK's "not given"): ask for usage through
         # ``extra_body``, merged into the same JSON body past the SDK's request transform
-        # (which costs ~10 µs for this one field), unless the caller's own extra_body has
-        # stream_options: theirs is sent as it would have been.
-        extra = kwargs.get("extra_body")
+        # (which costs ~10 µs for this one field).
         if extra is None:
             extra = {"stream_options": {"include_usage": True}}
-        elif type(extra) is dict and "stream_options" not in extra:
+        elif type(extra) is dict:
             extra = {**extra, "stream_options": {"include_usage": True}}
         else:
             return {**kwargs, "stream_options": {"include_usage": True}}, _ChatWatcher(True)

@@ -16,7 +16,10 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["Result", "interleaved", "machine", "median", "paired_ratio", "rss_kib", "timed"]
+__all__ = [
+    "Result", "interleaved", "machine", "median", "paired_ratio", "rss_kib", "speed_probe",
+    "timed",
+]  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -92,6 +95,18 @@ def rss_kib(field_name: str = "VmRSS") -> int:
     raise RuntimeError(f"{field_name} not in /proc/self/status")
 
 
+def speed_probe() -> float:
+    """ns per ``sum(range(100))``, best of 5 repeats (``python -m timeit``'s figure): how
+    fast this machine runs plain Python right now. On the shared machines these benchmarks
+    ran on it drifts by 2x within minutes (docs/benchmarks.md), so every run prints it at
+    its start and end, to tell a slow machine from a slower change."""
+    import timeit
+
+    timer = timeit.Timer("sum(range(100))")
+    number, _ = timer.autorange()
+    return min(timer.repeat(repeat=5, number=number)) / number * 1e9
+
+
 def machine() -> dict[str, str]:
     cpu = "unknown"
     try:
@@ -114,6 +129,7 @@ def machine() -> dict[str, str]:
         "platform": platform.platform(),
         "sqlite": sqlite_version,
         "git": _git_head(),
+        "speed_probe_ns": f"{speed_probe():.0f}",
     }
 
 

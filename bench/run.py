@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _harness import Result, machine
+from _harness import Result, machine, speed_probe
 
 
 def _benchmarks(full: bool) -> dict[str, Callable[[bool], list[Result]]]:
@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     mode = "full" if args.full else "quick" if args.quick else "default"
     print(f"agentledger benchmarks — {info['date']} — mode: {mode}")
     print(f"machine: {info['nproc']} CPUs, {info['cpu']}; {info['python']}; {info['platform']}")
-    print(f"sqlite {info['sqlite']}; git {info['git']}", flush=True)
+    print(f"sqlite {info['sqlite']}; git {info['git']}; speed probe {info['speed_probe_ns']} ns "
+          "(sum(range(100)), best of 5: lower is faster)", flush=True)  # fmt: skip
 
     results: list[Result] = []
     for name in selected:
@@ -76,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   ({time.perf_counter() - t0:.1f} s)", flush=True)
         results.extend(out)
 
+    info["speed_probe_end_ns"] = f"{speed_probe():.0f}"
+    print(
+        f"\nspeed probe: {info['speed_probe_ns']} ns at the start, "
+        f"{info['speed_probe_end_ns']} ns at the end"
+    )
     print("\n" + _table(results))
     failed = [r.name for r in results if r.passed is False]
     print(f"\n{len(failed)} target(s) failed: {', '.join(failed)}" if failed else "\nall PASS")

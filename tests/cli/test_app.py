@@ -79,6 +79,26 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
         assert len(out) > 100
 
 
+def test_help_text_flows_to_the_terminal_width() -> None:
+    """Docstrings are wrapped at 100 columns in the source; in --help their paragraphs flow
+    to the terminal's width instead of breaking where the source line did."""
+    import os
+
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("AGENTLEDGER_URL", None)
+    for args, sentence in (
+        ([], "tenants, models or tools over the last --days"),  # a command's short help
+        (["report"], "tenants, models or tools over the last --days"),
+        (["summary"], "exact cost by model, hand-off rate and reasons"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-c", "import sys; from agentledger.cli import main; sys.exit(main())",
+             *args, "--help"],
+            capture_output=True, text=True, env=env, timeout=120,
+        ).stdout  # fmt: skip
+        assert sentence in out, out
+
+
 def test_db_upgrade_then_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`db upgrade` creates and migrates; `db stats` then reports an empty database."""
     url = f"sqlite:///{tmp_path}/new.db"

@@ -22,8 +22,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Docstrings are wrapped at 100 columns: their single newlines join, as in Markdown.
+    rich_markup_mode="markdown",
 )
-db_app = typer.Typer(help="Manage the database: migrate it, look at it.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Manage the database: migrate it, look at it.", no_args_is_help=True,
+    rich_markup_mode="markdown",
+)  # fmt: skip
 app.add_typer(db_app, name="db")
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # one-line errors stay one line

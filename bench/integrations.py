@@ -20,11 +20,15 @@ bound; the block design judges the comparison with OpenLLMetry): the
 same client unwrapped and ``wrap()``-ped by agentledger (a ledger of its own), calls
 alternating one by one in a random order; the added time is the median of the per-call
 differences. On a machine whose speed drifts from block to block it resolves a few µs where
-the block design above moves by tens.
+the block design above moves by tens. Two information rows follow the target rows, measured
+the same way with only plain and agentledger in the rotation: the streamed call again
+(``mock stream two-way``) and with the async client (``mock stream async``: ``AsyncOpenAI``,
+each call run to its end in one event loop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import importlib.util
@@ -232,6 +236,22 @@ def _fake_answers() -> dict[str, tuple[dict[str, str], bytes]]:
         fake.stop()
 
 
+def _mock_async_client(answers: dict[str, tuple[dict[str, str], bytes]]) -> Any:
+    """:func:`_mock_client` as an ``openai.AsyncOpenAI`` client."""
+    import httpx
+    import openai
+
+    answer = _mock_transport(answers).handler  # type: ignore[attr-defined]
+
+    async def handler(request: Any) -> Any:
+        return answer(request)
+
+    return openai.AsyncOpenAI(
+        base_url="http://fake.invalid/v1", api_key="x", max_retries=0,
+        http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+    )  # fmt: skip
+
+
 def _mock_client(answers: dict[str, tuple[dict[str, str], bytes]]) -> Any:
     """An ``openai.OpenAI`` client answered in process with the recorded ``answers``."""
     import httpx
@@ -421,6 +441,20 @@ def _chat_stream(client: Any, **extra: Any) -> Callable[[], object]:
         for _ in completions.create(model=MODEL, messages=MESSAGES, stream=True, **extra):
             pass
         return None
+
+    return call
+
+
+def _achat_stream(client: Any, loop: asyncio.AbstractEventLoop) -> Callable[[], object]:
+    """:func:`_chat_stream` of an ``AsyncOpenAI`` client, run to its end in ``loop``."""
+    completions = client.chat.completions
+
+    async def stream() -> None:
+        async for _ in await completions.create(model=MODEL, messages=MESSAGES, stream=True):
+            pass
+
+    def call() -> object:
+        return loop.run_until_complete(stream())
 
     return call
 
@@ -625,6 +659,22 @@ def _measure_paired(
         "mock stream two-way", "httpx.MockTransport, streaming, only plain and agentledger "
         "in the rotation", samples, n, target=False,
     ))  # fmt: skip
+    # Information: the same streamed call with the async client (AsyncOpenAI, awaited in
+    # one event loop), plain and agentledger only.
+    loop = asyncio.new_event_loop()
+    aplain, awrapped = _mock_async_client(answers), al_openai.wrap(_mock_async_client(answers),
+                                                                   ledger)  # fmt: skip
+    calls = {"plain": _achat_stream(aplain, loop), PAIRED_AL: _achat_stream(awrapped, loop)}
+    samples = _paired(calls, n, warmup, rng)
+    made += n + warmup
+    results.extend(_paired_results(
+        "mock stream async", "httpx.MockTransport, streaming, AsyncOpenAI, only plain and "
+        "agentledger in the rotation", samples, n, target=False,
+    ))  # fmt: skip
+    for client in (aplain, awrapped):
+        loop.run_until_complete(client.close())
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
     assert ledger.flush(timeout=60), "the paired ledger could not write its events"
     assert ledger.stats().rejected == 0
     ledger.close()

@@ -673,6 +673,61 @@ def test_the_inline_streamed_create_inside_an_instrumented_call_is_not_recorded_
     assert events(ledger) == []
 
 
+@pytest.mark.parametrize("how", ["instrument", "wrap"])
+def test_the_async_inline_streamed_create_records_what_the_general_wrapper_records(
+    ledger: Ledger, fake: Any, how: str
+) -> None:
+    """The async client's usual streamed create takes its inline path too (prepare never
+    called), with the same chunks, request and stored event as the general wrapper's; the
+    caller's keyword arguments are left alone; a failing call is recorded and re-raised."""
+
+    async def stream_once_async(
+        client: openai.AsyncOpenAI, **options: Any
+    ) -> tuple[list[Any], _ChatWatcher]:
+        stream = await client.chat.completions.create(
+            model="o3-mini", messages=MESSAGES, stream=True, extra_headers=usage_header(),
+            **options,
+        )  # fmt: skip
+        watcher = watcher_of(stream)
+        return [c async for c in stream], watcher
+
+    async def main() -> None:
+        async with openai.AsyncOpenAI(base_url=fake.openai_url, api_key="test",
+                                      max_retries=0) as client:  # fmt: skip
+            if how == "instrument":
+                al_openai.instrument(ledger=ledger)
+            else:
+                al_openai.wrap(client, ledger=ledger)
+            with mock.patch.object(type(_CHAT), "prepare", autospec=True,
+                                   side_effect=type(_CHAT).prepare) as prepare:  # fmt: skip
+                inline_chunks, inline = await stream_once_async(client)
+                assert prepare.call_count == 0
+                inline_request = fake.requests[-1][1]
+                general_chunks, general = await stream_once_async(client, extra_body={})
+                assert prepare.call_count == 1
+            assert fake.requests[-1][1] == inline_request
+            assert inline_request["stream_options"] == {"include_usage": True}
+            assert (inline.usage_events_skipped, general.usage_events_skipped) == (1, 1)
+            assert [c.to_dict() for c in inline_chunks] == [c.to_dict() for c in general_chunks]
+            kwargs: dict[str, Any] = {"model": "o3-mini", "messages": MESSAGES, "stream": True,
+                                      "extra_headers": usage_header()}  # fmt: skip
+            before = dict(kwargs)
+            assert len([c async for c in await client.chat.completions.create(**kwargs)]) == 5
+            assert kwargs == before  # no extra_body added to the caller's dict
+            with pytest.raises(openai.APIStatusError):
+                await client.chat.completions.create(
+                    model="o3-mini", messages=MESSAGES, stream=True,
+                    extra_headers={"x-fake-mode": "500"},
+                )  # fmt: skip
+
+    asyncio.run(main())
+    first, second, third, failed = events(ledger)
+    assert stable(first) == stable(second) == stable(third)
+    assert first.cost_usd == second.cost_usd is not None
+    assert first.metadata["ttft_ms"] >= 0
+    assert failed.status == "error"
+
+
 # --- a typed ChatCompletion in one pass -------------------------------------------------------
 COMPLETION = {
     "id": "c",
@@ -892,26 +947,26 @@ def test_raw_text_detection(data: str, expected: bool) -> None:
     assert _has_text(data, data.find('"delta"')) is expected
 
 
-@pytest.mark.parametrize(
-    "headers",
-    [
-        pytest.param({}, id="text"),
-        pytest.param({"x-fake-tools": json.dumps(["get_weather", "search"])}, id="tool-calls"),
-        # More events than are kept unread at a time (read in runs after the first token).
-        pytest.param({"x-fake-chunks": str(3 * _READ_EVERY + 5)}, id="long"),
-        # A server that sends no usage: the tokens seen are the recorded estimate.
-        pytest.param({"x-fake-usage-on": "none"}, id="no-usage"),
-        pytest.param(
-            {"x-fake-usage-on": "none", "x-fake-chunks": str(_READ_EVERY + 7)}, id="long-no-usage"
-        ),
-        # A compatible server that puts the usage on its last chunk with choices.
-        pytest.param({"x-fake-usage-on": "last"}, id="usage-last"),
-        # JSON as OpenAI writes it, and spaced as no known server does: read all the same.
-        pytest.param({"x-fake-json": "compact"}, id="compact-json"),
-        pytest.param({"x-fake-json": "odd"}, id="odd-json"),
-        pytest.param({"x-fake-json": "odd", "x-fake-usage-on": "last"}, id="odd-json-usage-last"),
-    ],
-)
+_RAW_CASES = [
+    pytest.param({}, id="text"),
+    pytest.param({"x-fake-tools": json.dumps(["get_weather", "search"])}, id="tool-calls"),
+    # More events than are kept unread at a time (read in runs after the first token).
+    pytest.param({"x-fake-chunks": str(3 * _READ_EVERY + 5)}, id="long"),
+    # A server that sends no usage: the tokens seen are the recorded estimate.
+    pytest.param({"x-fake-usage-on": "none"}, id="no-usage"),
+    pytest.param(
+        {"x-fake-usage-on": "none", "x-fake-chunks": str(_READ_EVERY + 7)}, id="long-no-usage"
+    ),
+    # A compatible server that puts the usage on its last chunk with choices.
+    pytest.param({"x-fake-usage-on": "last"}, id="usage-last"),
+    # JSON as OpenAI writes it, and spaced as no known server does: read all the same.
+    pytest.param({"x-fake-json": "compact"}, id="compact-json"),
+    pytest.param({"x-fake-json": "odd"}, id="odd-json"),
+    pytest.param({"x-fake-json": "odd", "x-fake-usage-on": "last"}, id="odd-json-usage-last"),
+]
+
+
+@pytest.mark.parametrize("headers", _RAW_CASES)
 def test_raw_and_typed_watching_record_the_same(
     client: openai.OpenAI, ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
     headers: dict[str, str],
@@ -935,6 +990,8 @@ def test_raw_and_typed_watching_record_the_same(
     assert raw.call is not None
     assert typed.call is None  # watched on the typed chunks
     assert [c.model_dump() for c in raw_chunks] == [c.model_dump() for c in typed_chunks]
+    if headers.get("x-fake-json") != "odd":  # (see the async test below)
+        assert [c.to_dict() for c in raw_chunks] == [c.to_dict() for c in typed_chunks]
     assert (raw.tool_names, raw.model) == (typed.tool_names, typed.model)
     usage_on = headers.get("x-fake-usage-on")
     assert raw.usage_events_skipped == (1 if usage_on is None else 0)
@@ -954,6 +1011,54 @@ def test_raw_and_typed_watching_record_the_same(
     assert stable(first) == stable(second)
     assert first.metadata["ttft_ms"] >= 0
     assert second.metadata["ttft_ms"] >= 0
+    if usage_on == "none":
+        assert first.output_tokens == raw.tokens_seen
+        assert first.metadata["usage_estimated"] is True
+    else:
+        assert (first.input_tokens, first.output_tokens, first.cache_read_tokens) == (
+            2000, 600, 1500,
+        )  # fmt: skip
+        assert "usage_estimated" not in first.metadata
+    assert all(c.choices for c in raw_chunks)  # no usage-only chunk reached the caller
+
+
+@pytest.mark.parametrize("headers", _RAW_CASES)
+def test_async_raw_and_typed_watching_record_the_same(
+    fake: Any, ledger: Ledger, monkeypatch: pytest.MonkeyPatch, headers: dict[str, str]
+) -> None:
+    """The same with the async client (its own inline event filter): the caller's chunks,
+    tools, model and the stored event as from the typed chunks."""
+    al_openai.instrument(ledger=ledger)
+
+    async def once() -> tuple[list[Any], _ChatWatcher]:
+        async with openai.AsyncOpenAI(base_url=fake.openai_url, api_key="test",
+                                      max_retries=0) as client:  # fmt: skip
+            stream = await client.chat.completions.create(
+                model="o3-mini", messages=MESSAGES, stream=True,
+                extra_headers={**usage_header(), **headers},
+            )  # fmt: skip
+            return [c async for c in stream], watcher_of(stream)
+
+    raw_chunks, raw = asyncio.run(once())
+    with monkeypatch.context() as m:
+        m.setattr(al_openai, "_watch_events", no_raw_watching)
+        typed_chunks, typed = asyncio.run(once())
+    first, second = events(ledger)
+    assert raw.call is not None
+    assert typed.call is None
+    if headers.get("x-fake-json") == "odd":  # a "usage": null spelt as no server does is
+        # left in the raw text (see _without_null_usage): the same fields, one more set
+        assert [c.model_dump() for c in raw_chunks] == [c.model_dump() for c in typed_chunks]
+    else:
+        assert [c.to_dict() for c in raw_chunks] == [c.to_dict() for c in typed_chunks]
+    assert (raw.tool_names, raw.model) == (typed.tool_names, typed.model)
+    if "x-fake-chunks" in headers:  # runs of events read before the usage came
+        assert raw.tokens_seen > _READ_EVERY
+    assert raw._unread == []
+    assert stable(first) == stable(second)
+    assert first.metadata["ttft_ms"] >= 0
+    assert second.metadata["ttft_ms"] >= 0
+    usage_on = headers.get("x-fake-usage-on")
     if usage_on == "none":
         assert first.output_tokens == raw.tokens_seen
         assert first.metadata["usage_estimated"] is True

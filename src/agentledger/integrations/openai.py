@@ -331,6 +331,14 @@ class _ChatWatcher(StreamWatcher):
             return self.model, Usage(output_tokens=self.tokens_seen), True
         return self.model, usage, not self.complete_usage
 
+    def settle_kept(self) -> tuple[list[str], list[float], bool]:
+        """:meth:`settle` for an event filter every :data:`_READ_EVERY` events kept: the
+        new lists to keep events and their times in, and whether the first token is still
+        to be found (its events are still stamped)."""
+        self.settle()
+        call = self.call
+        return self._unread, self._stamps, call is not None and call.first_token_at is None
+
     def settle(self) -> None:
         """Read what was kept: the usage-only chunk (named by the first event that names a
         model), then the raw events (tokens seen, tools asked for)."""
@@ -782,9 +790,7 @@ def _filtered(events: Iterator[Any], w: _ChatWatcher, fields: dict[str, Any]) ->
                         stamps.append(perf_counter())
                     room -= 1
                     if not room:
-                        w.settle()
-                        unread, stamps = w._unread, w._stamps
-                        pending = call.first_token_at is None
+                        unread, stamps, pending = w.settle_kept()
                         room = _READ_EVERY
                 elif data.startswith("[DONE]"):  # (w.on_other's end, with fewer calls)
                     if w.usage_chunk is not None:
@@ -831,17 +837,36 @@ def _filtered(events: Iterator[Any], w: _ChatWatcher, fields: dict[str, Any]) ->
 async def _afiltered(
     events: AsyncIterator[Any], w: _ChatWatcher, fields: dict[str, Any]
 ) -> AsyncIterator[Any]:
-    """:func:`_filtered` of an async stream (every event through ``w.on_event``)."""
+    """:func:`_filtered` of an async stream: the chunks with choices watched inline as
+    there (a call per event costs more than the rest of its work), every other event
+    through ``w.on_other``."""
     fields.pop("_iter_events", None)
     w.started = True
-    on_event = w.on_event
+    unread, stamps = w._unread, w._stamps
+    pending = True  # the first token has not been found (stamp the events kept)
+    room = _READ_EVERY
     data = ""
     try:
         async for sse in events:
             data = sse.data
             if '"usage"' in data:
                 data = _cut_null_usage(sse, data)
-            todo = on_event(data)
+            try:
+                if '"delta"' in data:  # a chunk with choices: kept (see _filtered)
+                    unread.append(data)
+                    if pending:
+                        stamps.append(perf_counter())
+                    room -= 1
+                    if not room:
+                        unread, stamps, pending = w.settle_kept()
+                        room = _READ_EVERY
+                    todo = _PASS
+                else:
+                    todo = w.on_other(data)
+                    unread, stamps = w._unread, w._stamps
+            except Exception:
+                log.warning("agentledger: could not read a stream event", exc_info=True)
+                todo = _PASS
             if todo == _PASS:
                 yield sse
             elif todo == _END:
@@ -986,6 +1011,59 @@ def _chat_create_wrapper(
     return create
 
 
+def _chat_acreate_wrapper(
+    original: Callable[..., Any], adapter: Adapter, ledger_ref: Callable[[], Ledger | None]
+) -> Callable[..., Any]:
+    """:func:`_chat_create_wrapper` of the async client's ``create``."""
+    generic = async_wrapper(original, adapter, ledger_ref)
+
+    @functools.wraps(original)
+    async def create(self: Any, *args: Any, **kwargs: Any) -> Any:
+        usual = _usual_stream(kwargs, adapter, ledger_ref)
+        if usual is None:
+            return await generic(self, *args, **kwargs)
+        call, watcher = usual
+        try:
+            result = await original(self, *args, **kwargs)
+        except Exception as exc:
+            call.finish(usage=None, error=exc)
+            raise
+        return _watched(result, call, watcher, adapter)
+
+    create.__agentledger_original__ = original  # type: ignore[attr-defined]
+    return create
+
+
+def _usual_stream(
+    kwargs: dict[str, Any], adapter: Adapter, ledger_ref: Callable[[], Ledger | None]
+) -> tuple[Call, _ChatWatcher] | None:
+    if (
+        kwargs.get("stream") is not True
+        or "stream_options" in kwargs
+        or "extra_body" in kwargs
+        or ("extra_headers" in kwargs and raw_response_mode(kwargs) is not None)
+        or _ACTIVE.get()
+    ):
+        return None
+    try:
+        call = Call(adapter, kwargs, ledger_ref)
+        call.streaming = True
+        watcher = _ChatWatcher(True)  # (hide_usage_chunk)
+    except Exception:
+        return None
+    kwargs["extra_body"] = {"stream_options": {"include_usage": True}}
+    return call, watcher
+
+
+def _watched(result: Any, call: Call, watcher: _ChatWatcher, adapter: Adapter) -> Any:
+    try:
+        return adapter.wrap_result(result, call, watcher, None)  # (the raw events watched)
+    except Exception:
+        log.warning("agentledger: could not record a %s call", adapter.endpoint,
+                    exc_info=True)  # fmt: skip
+        return result
+
+
 class _ResponsesWatcher(StreamWatcher):
     def on_item(self, item: Any) -> tuple[bool, bool]:
         kind = attr(item, "type")
@@ -1067,10 +1145,10 @@ def _targets() -> list[tuple[type, str, Adapter, bool]]:
 
 def _maker(adapter: Adapter, name: str, is_async: bool) -> Callable[..., Any]:
     """What wraps the SDK method ``name`` of ``adapter``'s endpoint."""
+    if adapter is _CHAT and name == _CREATE:
+        return _chat_acreate_wrapper if is_async else _chat_create_wrapper
     if is_async:
         return async_wrapper
-    if adapter is _CHAT and name == _CREATE:
-        return _chat_create_wrapper
     return sync_wrapper
 
 

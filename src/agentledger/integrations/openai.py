@@ -846,13 +846,19 @@ async def _afiltered(
     pending = True  # the first token has not been found (stamp the events kept)
     room = _READ_EVERY
     data = ""
+    fast = None  # the SDK's event keeps its text in _data (see _filtered)
     try:
         async for sse in events:
             data = sse.data
-            if '"usage"' in data:
-                data = _cut_null_usage(sse, data)
             try:
                 if '"delta"' in data:  # a chunk with choices: kept (see _filtered)
+                    if data.endswith(_NULL_USAGE_TAILS):  # its "usage": null cut, inline
+                        if fast is None:
+                            fast = getattr(sse, "_data", None) is data
+                        if fast:
+                            sse._data = data = data[: data.rindex(",")] + "}"
+                    elif '"usage"' in data:
+                        data = _cut_null_usage(sse, data)
                     unread.append(data)
                     if pending:
                         stamps.append(perf_counter())
@@ -864,6 +870,8 @@ async def _afiltered(
                 else:
                     todo = w.on_other(data)
                     unread, stamps = w._unread, w._stamps
+                    if todo == _PASS and '"usage"' in data:  # (a chunk without choices)
+                        _cut_null_usage(sse, data)
             except Exception:
                 log.warning("agentledger: could not read a stream event", exc_info=True)
                 todo = _PASS

@@ -170,8 +170,9 @@ class _ChatWatcher(StreamWatcher):
     def on_event(self, data: str) -> int:
         """Watch one raw event (its ``data``) of a raw-watched stream: :data:`_PASS` it on
         to the SDK, :data:`_SKIP` it (the usage-only chunk), or :data:`_END` (the call is
-        recorded: ``[DONE]`` after the usage; nothing more is to be read). The sync event
-        filter (:func:`_filtered`) does the same with the chunks inline."""
+        recorded: ``[DONE]`` after the usage; nothing more is to be read). The event
+        filters (:func:`_filtered`, :func:`_afiltered`) do the same with the chunks inline;
+        this is their reference, which the tests hold them to."""
         try:
             if '"delta"' in data:
                 self._keep(data)
@@ -1022,7 +1023,8 @@ def _chat_create_wrapper(
 def _chat_acreate_wrapper(
     original: Callable[..., Any], adapter: Adapter, ledger_ref: Callable[[], Ledger | None]
 ) -> Callable[..., Any]:
-    """:func:`_chat_create_wrapper` of the async client's ``create``."""
+    """:func:`_chat_create_wrapper` of the async client's ``create`` (``_ACTIVE`` not set
+    either, for the same reason)."""
     generic = async_wrapper(original, adapter, ledger_ref)
 
     @functools.wraps(original)
@@ -1045,6 +1047,9 @@ def _chat_acreate_wrapper(
 def _usual_stream(
     kwargs: dict[str, Any], adapter: Adapter, ledger_ref: Callable[[], Ledger | None]
 ) -> tuple[Call, _ChatWatcher] | None:
+    """For the usual streamed call (the conditions of :func:`_chat_create_wrapper`, which
+    does the same inline), its ``Call`` and watcher, the usage asked for in ``kwargs`` (the
+    call's own dict); None for any other call (the general wrapper's)."""
     if (
         kwargs.get("stream") is not True
         or "stream_options" in kwargs
@@ -1064,6 +1069,7 @@ def _usual_stream(
 
 
 def _watched(result: Any, call: Call, watcher: _ChatWatcher, adapter: Adapter) -> Any:
+    """The stream ``result`` handed out watched (never raises: unwatched if it must)."""
     try:
         return adapter.wrap_result(result, call, watcher, None)  # (the raw events watched)
     except Exception:

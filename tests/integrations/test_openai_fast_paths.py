@@ -318,6 +318,64 @@ def filter_events(data: list[str], ledger: Ledger) -> tuple[list[str], _ChatWatc
     return passed, watcher
 
 
+class _Event:
+    """Shaped as the SDK's ServerSentEvent: ``data`` a property giving ``_data``."""
+
+    def __init__(self, data: str) -> None:
+        self._data = data
+
+    @property
+    def data(self) -> str:
+        return self._data
+
+
+class _FrozenEvent:
+    """The same with a ``_data`` that cannot be set."""
+
+    def __init__(self, data: str) -> None:
+        self._text = data
+
+    @property
+    def _data(self) -> str:
+        return self._text
+
+    @property
+    def data(self) -> str:
+        return self._text
+
+
+@pytest.mark.parametrize("event", [_Event, _FrozenEvent])
+def test_the_event_filter_cuts_a_null_usage_only_where_it_can_set_the_text(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture, event: type
+) -> None:
+    """Chunks with choices lose their "usage": null (last, or before other members) where
+    the event's text can be set; where it cannot, they pass as they came, without a word."""
+    last = '{"model":"m","choices":[{"delta":{"content":"a"}}],"usage":null}'
+    spaced = '{"model": "m", "choices": [{"delta": {"content": "b"}}], "usage": null}'
+    middle = '{"model":"m","choices":[{"delta":{"content":"c"}}],"usage":null,"obfuscation":"x"}'
+    usage_only = '{"model":"m","choices":[],"usage":{"prompt_tokens":8}}'
+    texts = [last, spaced, middle, usage_only, "[DONE]"]
+
+    class Stream(_Events):
+        def _iter_events(self) -> Iterator[Any]:
+            for text in self.data:
+                yield event(text)
+
+    stream = Stream(texts)
+    watcher = _ChatWatcher(hide_usage_chunk=True)
+    assert _watch_events(stream, watcher, raw_call(ledger)) is True
+    passed = [sse.data for sse in stream._iter_events()]
+    assert ledger.flush()
+    if event is _Event:
+        assert [json.loads(p) for p in passed] == [
+            {k: v for k, v in json.loads(t).items() if k != "usage"} for t in texts[:3]
+        ]
+    else:
+        assert passed == texts[:3]
+    assert "could not" not in caplog.text
+    assert only_event(ledger).input_tokens == 8
+
+
 def test_the_event_filter_keeps_only_the_usage_only_event(ledger: Ledger) -> None:
     usage_only = json.dumps({"model": "m", "choices": [], "usage": {"prompt_tokens": 7}})
     compact = '{"model":"m","choices":[],"usage":{"prompt_tokens":8}}'

@@ -608,12 +608,25 @@ def _without_null_usage(data: str) -> str | None:
     return None
 
 
+def _keeps_text(sse: Any, data: str) -> bool:
+    """True if the raw event ``sse``, whose ``data`` is ``data``, keeps that text in its own
+    ``_data`` (the SDK's ServerSentEvent: its ``data`` is a property giving it), which can
+    be set: read directly, a Python call less per event, and cut where it must be."""
+    if getattr(sse, "_data", None) is not data:
+        return False
+    try:
+        sse._data = data  # (the same text: can it be set?)
+    except Exception:
+        return False
+    return True
+
+
 def _cut_null_usage(sse: Any, data: str) -> str:
     """``data``, the raw event ``sse``'s text, less its own ``"usage": null`` (see
     :func:`_without_null_usage`), cut in ``sse`` too where the SDK's event keeps its text in
     ``_data`` (else left as it is)."""
     cut = _without_null_usage(data)
-    if cut is None or getattr(sse, "_data", None) is not data:
+    if cut is None or not _keeps_text(sse, data):
         return data
     sse._data = cut
     return cut
@@ -779,7 +792,7 @@ def _filtered(events: Iterator[Any], w: _ChatWatcher, fields: dict[str, Any]) ->
                     if fast is None:
                         # The SDK's ServerSentEvent.data is a property giving its _data: read
                         # directly, a Python call less per event (checked here).
-                        fast = getattr(sse, "_data", None) is data
+                        fast = _keeps_text(sse, data)
                 if '"delta"' in data:  # a chunk with choices (see on_other)
                     if fast:  # its "usage": null cut (see _without_null_usage)
                         if data.endswith(_NULL_USAGE_TAILS):  # (the member last: inline)
@@ -855,7 +868,7 @@ async def _afiltered(
                 if '"delta"' in data:  # a chunk with choices: kept (see _filtered)
                     if data.endswith(_NULL_USAGE_TAILS):  # its "usage": null cut, inline
                         if fast is None:
-                            fast = getattr(sse, "_data", None) is data
+                            fast = _keeps_text(sse, data)
                         if fast:
                             sse._data = data = data[: data.rindex(",")] + "}"
                     elif '"usage"' in data:

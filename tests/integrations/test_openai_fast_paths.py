@@ -701,6 +701,29 @@ def test_the_inline_streamed_create_records_what_the_general_wrapper_records(
     assert first.metadata["ttft_ms"] >= 0
 
 
+def test_the_inline_streamed_create_reads_the_typed_chunks_if_it_cannot_attach(
+    client: openai.OpenAI, ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """Where the raw events cannot be watched (the hook raises), the call is still recorded
+    exactly, from the typed chunks behind the proxy, and the caller sees the same chunks."""
+    plain = [c.to_dict() for c in client.chat.completions.create(
+        model="o3-mini", messages=MESSAGES, stream=True, extra_headers=usage_header())]  # fmt: skip
+
+    def broken(stream: Any, watcher: Any, call: Any) -> bool:
+        raise TypeError("no hook")
+
+    monkeypatch.setattr(al_openai, "_watch_events", broken)
+    al_openai.instrument(ledger=ledger)
+    chunks, watcher = stream_once(client)
+    assert watcher.call is None  # watched on the typed chunks
+    assert [c.to_dict() for c in chunks] == plain
+    assert "could not attach" in caplog.text
+    e = only_event(ledger)
+    assert (e.input_tokens, e.output_tokens) == (2000, 600)
+    assert "usage_estimated" not in e.metadata
+
+
 def test_the_inline_streamed_create_leaves_the_callers_kwargs_alone(
     client: openai.OpenAI, ledger: Ledger
 ) -> None:

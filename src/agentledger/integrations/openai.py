@@ -1022,8 +1022,13 @@ def _chat_create_wrapper(
         except Exception as exc:
             call.finish(usage=None, error=exc)
             raise
+        try:  # (wrap_result's first step, inline: a call less)
+            if _watch_events(result, watcher, call):
+                return result
+        except Exception:
+            pass  # (wrap_result tries again, says why, and reads the typed chunks instead)
         try:
-            return adapter.wrap_result(result, call, watcher, None)  # (the raw events watched)
+            return adapter.wrap_result(result, call, watcher, None)
         except Exception:
             log.warning("agentledger: could not record a %s call", adapter.endpoint,
                         exc_info=True)  # fmt: skip
@@ -1082,9 +1087,15 @@ def _usual_stream(
 
 
 def _watched(result: Any, call: Call, watcher: _ChatWatcher, adapter: Adapter) -> Any:
-    """The stream ``result`` handed out watched (never raises: unwatched if it must)."""
+    """The stream ``result`` handed out watched (never raises: unwatched if it must), as
+    :func:`_chat_create_wrapper` does it."""
     try:
-        return adapter.wrap_result(result, call, watcher, None)  # (the raw events watched)
+        if _watch_events(result, watcher, call):
+            return result
+    except Exception:
+        pass  # (wrap_result tries again, says why, and reads the typed chunks instead)
+    try:
+        return adapter.wrap_result(result, call, watcher, None)
     except Exception:
         log.warning("agentledger: could not record a %s call", adapter.endpoint,
                     exc_info=True)  # fmt: skip

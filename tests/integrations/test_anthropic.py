@@ -429,3 +429,46 @@ def test_wrap_one_client(fake: Any, ledger: Ledger) -> None:
         al_anthropic.uninstrument()
         plain.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
     assert len(events(ledger)) == 2
+
+
+def test_the_stream_watcher_reads_typed_events_and_dicts_alike() -> None:
+    """The SDK's typed events are read with plain attribute reads; dicts (or other shapes)
+    through attr(): the same usage, model, tokens and tools either way."""
+    from anthropic.types import (
+        RawContentBlockDeltaEvent,
+        RawContentBlockStartEvent,
+        RawMessageDeltaEvent,
+        RawMessageStartEvent,
+    )
+
+    from agentledger.integrations.anthropic import _MessagesWatcher
+
+    raw: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {
+            "id": "m", "type": "message", "role": "assistant", "model": MODEL, "content": [],
+            "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 100, "cache_read_input_tokens": 2000,
+                      "cache_creation_input_tokens": 700, "output_tokens": 1}}},
+        {"type": "content_block_start", "index": 0, "content_block": {
+            "type": "tool_use", "id": "t", "name": "lookup", "input": {}}},
+        {"type": "content_block_delta", "index": 0,
+         "delta": {"type": "input_json_delta", "partial_json": "{}"}},
+        {"type": "ping"},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+         "usage": {"output_tokens": 300}},
+    ]  # fmt: skip
+    kinds = [RawMessageStartEvent, RawContentBlockStartEvent, RawContentBlockDeltaEvent, None,
+             RawMessageDeltaEvent]  # fmt: skip
+    typed = [k.model_validate(r) if k else r for k, r in zip(kinds, raw, strict=True)]
+    seen = []
+    for items in (typed, raw):
+        watcher = _MessagesWatcher()
+        tokens = [watcher.on_item(item) for item in items]
+        seen.append((tokens, watcher.usage, watcher.model, watcher.tokens_seen,
+                     watcher.tool_names, watcher.complete_usage))  # fmt: skip
+    assert seen[0] == seen[1]
+    tokens, usage, model, count, tools, complete = seen[0]
+    assert tokens == [(True, False), (True, False), (True, True), (True, False), (True, False)]
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens) == (2800, 300, 2000)
+    assert (model, count, tools, complete) == (MODEL, 1, frozenset({"lookup"}), True)

@@ -102,7 +102,15 @@ class _MessagesWatcher(StreamWatcher):
         self.usage = message_usage(self.raw)
 
     def on_item(self, item: Any) -> tuple[bool, bool]:
-        kind = attr(item, "type")
+        # Every event of the SDK has its ``type`` (a plain attribute read); anything else
+        # (dicts, other shapes) through attr().
+        try:
+            kind = item.type
+        except AttributeError:
+            kind = attr(item, "type")
+        if kind == "content_block_delta":  # (the usual event first)
+            self.tokens_seen += 1
+            return True, True
         if kind == "message_start":
             message = attr(item, "message")
             self.model = _model(message) or self.model
@@ -110,9 +118,6 @@ class _MessagesWatcher(StreamWatcher):
         elif kind == "message_delta":
             self._merge(attr(item, "usage"))
             self.complete_usage = True
-        elif kind == "content_block_delta":
-            self.tokens_seen += 1
-            return True, True
         elif kind == "content_block_start":
             self.tool_names |= _tool_use_name(attr(item, "content_block"))
         return True, False

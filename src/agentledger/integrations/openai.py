@@ -808,7 +808,8 @@ def _filtered(events: Iterator[Any], w: _ChatWatcher, fields: dict[str, Any]) ->
                         room = _READ_EVERY
                 elif data.startswith("[DONE]"):  # (w.on_other's end, with fewer calls)
                     if w.usage_chunk is not None:
-                        if w.tool_names or _mention_tool_calls(unread):
+                        # (_mention_tool_calls, inline: a call less at the stream's end)
+                        if w.tool_names or '"tool_calls"' in "\n".join(unread):
                             w.finish()  # (its event id is needed at once: see finish)
                         else:
                             w.response = None  # (see finish)

@@ -992,30 +992,18 @@ def _chat_create_wrapper(
     original: Callable[..., Any], adapter: Adapter, ledger_ref: Callable[[], Ledger | None]
 ) -> Callable[..., Any]:
     """:func:`sync_wrapper` of Chat Completions ``create``, with the usual streamed call
-    (``stream=True``, no ``stream_options`` or ``extra_body``, not a raw response) done
-    inline: what ``sync_wrapper`` and ``prepare`` do for it, with fewer steps on the
-    caller's thread (each costs about a µs in place; docs/benchmarks.md, session 20).
+    (``stream=True``, no ``stream_options`` or ``extra_body``, not a raw response; see
+    :func:`_usual_stream`) done in fewer steps on the caller's thread than ``sync_wrapper``
+    and ``prepare`` take (each costs about a µs in place; docs/benchmarks.md, session 20).
     Every other call goes through ``sync_wrapper`` itself."""
     generic = sync_wrapper(original, adapter, ledger_ref)
 
     @functools.wraps(original)
     def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if (
-            kwargs.get("stream") is not True
-            or "stream_options" in kwargs
-            or "extra_body" in kwargs
-            or ("extra_headers" in kwargs and raw_response_mode(kwargs) is not None)
-            or _ACTIVE.get()
-        ):
+        usual = _usual_stream(kwargs, adapter, ledger_ref)
+        if usual is None:
             return generic(self, *args, **kwargs)
-        try:
-            call = Call(adapter, kwargs, ledger_ref)
-            call.streaming = True
-            watcher = _ChatWatcher(True)  # (hide_usage_chunk)
-        except Exception:
-            return generic(self, *args, **kwargs)
-        # kwargs is this call's own dict: the usage is asked for in it, as prepare() does
-        kwargs["extra_body"] = {"stream_options": {"include_usage": True}}
+        call, watcher = usual
         # (_ACTIVE is not set: the SDK's create calls no instrumented method, and wrappers
         # never wrap one another (original_of): nothing could record this call twice.)
         try:
@@ -1023,17 +1011,7 @@ def _chat_create_wrapper(
         except Exception as exc:
             call.finish(usage=None, error=exc)
             raise
-        try:  # (wrap_result's first step, inline: a call less)
-            if _watch_events(result, watcher, call):
-                return result
-        except Exception:
-            pass  # (wrap_result tries again, says why, and reads the typed chunks instead)
-        try:
-            return adapter.wrap_result(result, call, watcher, None)
-        except Exception:
-            log.warning("agentledger: could not record a %s call", adapter.endpoint,
-                        exc_info=True)  # fmt: skip
-            return result
+        return _watched(result, call, watcher, adapter)
 
     create.__agentledger_original__ = original  # type: ignore[attr-defined]
     return create
@@ -1066,9 +1044,10 @@ def _chat_acreate_wrapper(
 def _usual_stream(
     kwargs: dict[str, Any], adapter: Adapter, ledger_ref: Callable[[], Ledger | None]
 ) -> tuple[Call, _ChatWatcher] | None:
-    """For the usual streamed call (the conditions of :func:`_chat_create_wrapper`, which
-    does the same inline), its ``Call`` and watcher, the usage asked for in ``kwargs`` (the
-    call's own dict); None for any other call (the general wrapper's)."""
+    """For the usual streamed call (``stream=True``, no ``stream_options`` or ``extra_body``
+    of the caller's, not a raw response, not inside another instrumented call), its
+    ``Call`` and watcher, the usage asked for in ``kwargs`` (the wrapper's own dict, as
+    ``prepare`` does); None for any other call (the general wrapper's)."""
     if (
         kwargs.get("stream") is not True
         or "stream_options" in kwargs
@@ -1088,8 +1067,8 @@ def _usual_stream(
 
 
 def _watched(result: Any, call: Call, watcher: _ChatWatcher, adapter: Adapter) -> Any:
-    """The stream ``result`` handed out watched (never raises: unwatched if it must), as
-    :func:`_chat_create_wrapper` does it."""
+    """The stream ``result`` handed out watched (never raises: unwatched if it must). Its
+    raw events are watched here directly (``wrap_result``'s first step: a call less)."""
     try:
         if _watch_events(result, watcher, call):
             return result

@@ -648,29 +648,33 @@ def _measure_paired(
         samples = _paired(calls, n, warmup, rng)
         made += n + warmup
         results.extend(_paired_results(scenario, title, samples, n))
+
+    def information(scenario: str, title: str, calls: dict[str, Callable[[], object]]) -> int:
+        """An information row (no target): plain and agentledger only, alternating."""
+        samples = _paired(calls, n, warmup, rng)
+        results.extend(_paired_results(
+            scenario, f"{title}, only plain and agentledger in the rotation", samples, n,
+            target=False,
+        ))  # fmt: skip
+        return n + warmup
+
     # Information, after the target rows: the same streamed call with nothing else in the
     # rotation. agentledger's own code runs colder the more other code runs between its
     # calls (docs/benchmarks.md, session 17: 36-38 µs added this way where the target's
     # three-way rotation read ~50 on the same machine).
-    calls = {"plain": _chat_stream(plain), PAIRED_AL: _chat_stream(wrapped)}
-    samples = _paired(calls, n, warmup, rng)
-    made += n + warmup
-    results.extend(_paired_results(
-        "mock stream two-way", "httpx.MockTransport, streaming, only plain and agentledger "
-        "in the rotation", samples, n, target=False,
-    ))  # fmt: skip
+    made += information(
+        "mock stream two-way",
+        "httpx.MockTransport, streaming",
+        {"plain": _chat_stream(plain), PAIRED_AL: _chat_stream(wrapped)},
+    )
     # Information: the same streamed call with the async client (AsyncOpenAI, awaited in
-    # one event loop), plain and agentledger only.
+    # one event loop).
     loop = asyncio.new_event_loop()
     aplain, awrapped = _mock_async_client(answers), al_openai.wrap(_mock_async_client(answers),
                                                                    ledger)  # fmt: skip
-    calls = {"plain": _achat_stream(aplain, loop), PAIRED_AL: _achat_stream(awrapped, loop)}
-    samples = _paired(calls, n, warmup, rng)
-    made += n + warmup
-    results.extend(_paired_results(
-        "mock stream async", "httpx.MockTransport, streaming, AsyncOpenAI, only plain and "
-        "agentledger in the rotation", samples, n, target=False,
-    ))  # fmt: skip
+    made += information("mock stream async", "httpx.MockTransport, streaming, AsyncOpenAI",
+                        {"plain": _achat_stream(aplain, loop),
+                         PAIRED_AL: _achat_stream(awrapped, loop)})  # fmt: skip
     for client in (aplain, awrapped):
         loop.run_until_complete(client.close())
     loop.run_until_complete(loop.shutdown_asyncgens())

@@ -329,18 +329,14 @@ class _Event:
         return self._data
 
 
-class _FrozenEvent:
+class _FrozenEvent(_Event):
     """The same with a ``_data`` that cannot be set."""
 
     def __init__(self, data: str) -> None:
         self._text = data
 
-    @property
+    @property  # type: ignore[override]
     def _data(self) -> str:
-        return self._text
-
-    @property
-    def data(self) -> str:
         return self._text
 
 

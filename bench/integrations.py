@@ -20,10 +20,12 @@ bound; the block design judges the comparison with OpenLLMetry): the
 same client unwrapped and ``wrap()``-ped by agentledger (a ledger of its own), calls
 alternating one by one in a random order; the added time is the median of the per-call
 differences. On a machine whose speed drifts from block to block it resolves a few µs where
-the block design above moves by tens. Two information rows follow the target rows, measured
-the same way with only plain and agentledger in the rotation: the streamed call again
-(``mock stream two-way``) and with the async client (``mock stream async``: ``AsyncOpenAI``,
-each call run to its end in one event loop).
+the block design above moves by tens. Information rows follow the target rows, measured the
+same way: with only plain and agentledger in the rotation, the streamed call again (``mock
+stream two-way``) and with the async client (``mock stream async``: ``AsyncOpenAI``, each
+call run to its end in one event loop); and what agentledger's faster reader of the events
+(``integrations/_sse.py``) gives back (``mock stream SDK decoder``: agentledger with that
+reader off, beside the plain SDK whose events only that reader reads).
 """
 
 from __future__ import annotations
@@ -360,7 +362,10 @@ def _added(config: list[list[float]], plain: list[list[float]], rng: random.Rand
     return _Added(_pooled_median(config) - _pooled_median(plain), q[0], q[2], lo, hi, diffs)
 
 
-LABELS = {"plain+usage": "plain + include_usage (no instrumentation)"}
+LABELS = {
+    "plain+usage": "plain + include_usage (no instrumentation)",
+    "plain+decoder": "plain read by agentledger's decoder",
+}
 
 
 def _print_table(
@@ -475,6 +480,38 @@ def _chat_stream_floor(client: Any) -> Callable[[], object]:
     return call
 
 
+def _sdk_decoder(call: Callable[[], object]) -> Callable[[], object]:
+    """``call`` with agentledger's faster event reader off (``_sse.ENABLED``): its streams
+    read by the SDK's own decoder."""
+    from agentledger.integrations import _sse
+
+    def sdk_call() -> object:
+        _sse.ENABLED = False
+        try:
+            return call()
+        finally:
+            _sse.ENABLED = True
+
+    return sdk_call
+
+
+def _chat_stream_decoder(client: Any) -> Callable[[], object]:
+    """A streamed call of the plain SDK (no usage asked for) whose events agentledger's
+    faster reader reads (``_sse.speed_up``), and nothing else of agentledger's."""
+    from agentledger.integrations._sse import speed_up
+
+    completions = client.chat.completions
+
+    def call() -> object:
+        stream = completions.create(model=MODEL, messages=MESSAGES, stream=True)
+        speed_up(stream)
+        for _ in stream:
+            pass
+        return None
+
+    return call
+
+
 def _scenario_calls(client: Any, stream: bool) -> dict[str, Callable[[], object]]:
     if not stream:
         call = _chat(client)
@@ -567,6 +604,9 @@ def _paired_results(
         extra = ""
         if "plain+usage" in added:
             extra = f"; the plain SDK asking for the usage chunk adds {added['plain+usage'][0]:.1f}"
+        if "plain+decoder" in added:
+            extra = (f"; the plain SDK read by agentledger's decoder adds "
+                     f"{added['plain+decoder'][0]:.1f}")  # fmt: skip
         out.append(Result(
             f"integrations {scenario} paired [{clock}]", f"added {clock} time per call",
             "µs/call", med, None, "-", None, "",
@@ -650,11 +690,16 @@ def _measure_paired(
         results.extend(_paired_results(scenario, title, samples, n))
 
     def information(scenario: str, title: str, calls: dict[str, Callable[[], object]]) -> int:
-        """An information row (no target): plain and agentledger only, alternating."""
+        """An information row (no target): plain, agentledger and what else ``calls`` has,
+        alternating."""
         samples = _paired(calls, n, warmup, rng)
+        others = [LABELS.get(name, name) for name in calls if name not in ("plain", PAIRED_AL)]
+        names = ["plain", "agentledger", *others]
+        rotation = ", ".join(names[:-1]) + f" and {names[-1]}"
+        if not others:
+            rotation = "only " + rotation
         results.extend(_paired_results(
-            scenario, f"{title}, only plain and agentledger in the rotation", samples, n,
-            target=False,
+            scenario, f"{title}, {rotation} in the rotation", samples, n, target=False,
         ))  # fmt: skip
         return n + warmup
 
@@ -667,6 +712,15 @@ def _measure_paired(
         "httpx.MockTransport, streaming",
         {"plain": _chat_stream(plain), PAIRED_AL: _chat_stream(wrapped)},
     )
+    # Information: what agentledger's faster reader of the events (integrations/_sse.py)
+    # gives back: agentledger with it off (the SDK's decoder reads the events, as before
+    # session 23) and the plain SDK with only the reader.
+    made += information(
+        "mock stream SDK decoder",
+        "httpx.MockTransport, streaming, agentledger with the SDK's decoder",
+        {"plain": _chat_stream(plain), PAIRED_AL: _sdk_decoder(_chat_stream(wrapped)),
+         "plain+decoder": _chat_stream_decoder(plain)},
+    )  # fmt: skip
     # Information: the same streamed call with the async client (AsyncOpenAI, awaited in
     # one event loop).
     loop = asyncio.new_event_loop()

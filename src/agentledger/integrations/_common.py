@@ -31,6 +31,7 @@ from .._default import get_ledger
 from ..events import DeferredMetadata
 from ..ledger import Ledger
 from ..spans import _TOOL_REQUEST, Span, ToolRequest, _current_span, tool_parent
+from ._sse import speed_up
 
 __all__ = [
     "Adapter",
@@ -680,6 +681,7 @@ class _StreamProxyBase:
     __slots__ = ("_al_call", "_al_inner", "_al_iter", "_al_watcher")
 
     def __init__(self, inner: Any, call: Call, watcher: StreamWatcher) -> None:
+        speed_up(inner)  # (its events read faster: see _sse.py)
         object.__setattr__(self, "_al_inner", inner)
         object.__setattr__(self, "_al_call", call)
         object.__setattr__(self, "_al_watcher", watcher)

@@ -50,6 +50,17 @@ PIECES = [
     b": ",
     b"unknown: field\n",
     b"data: " + b"x" * 70_000 + b"\n\n",  # longer than what the fast reader holds
+    # Anthropic's form: an event line, then the data line
+    b'event: message_start\ndata: {"type":"message_start"}\n\n',
+    b'event: content_block_delta\ndata: {"type":"content_block_delta"}\n\n',
+    b"event: \ndata: no name\n\n",
+    b"event: a: b\ndata: colon in the name\n\n",
+    b"event:tight\ndata: x\n\n",
+    b"event: only\n\n",
+    b"event: two\ndata: a\ndata: b\n\n",
+    b"data: first\nevent: after\n\n",
+    b"event: bad \xff\ndata: x\n\n",
+    b"event: x\nid: 3\ndata: y\n\n",
 ]
 
 
@@ -141,21 +152,27 @@ def test_async_same_events_at_the_same_moments_as_the_sdk(
     assert _aread(fast, chunks) == _aread(sdk.SSEDecoder(), chunks)
 
 
+class _Refuses:
+    """In place of the SDK's decoder: fails if anything is handed to it."""
+
+    def iter_bytes(self, iterator: Any) -> Iterator[Any]:
+        raise AssertionError("handed to the SDK's decoder")
+
+
 def test_the_usual_stream_is_read_without_the_sdk_decoder() -> None:
     """The pieces the fast path takes are read by it (not handed on), one byte at a time too."""
-
-    class Refuses(openai_sse.SSEDecoder):
-        def iter_bytes(self, iterator: Any) -> Iterator[Any]:
-            raise AssertionError("handed to the SDK's decoder")
-
-    usual = PIECES[0] * 4 + PIECES[1] + PIECES[3] + PIECES[4] + PIECES[5] + PIECES[2]
-    fast = FastDecoder(Refuses(), openai_sse.ServerSentEvent)
+    usual = PIECES[0] * 4 + PIECES[1] + PIECES[3] + PIECES[4] + PIECES[5]
+    usual += PIECES[26] + PIECES[27] * 2 + PIECES[28] + PIECES[29] + PIECES[2]
+    fast = FastDecoder(_Refuses(), openai_sse.ServerSentEvent)
     one_by_one = [usual[i : i + 1] for i in range(len(usual))]
     for chunks in ([usual], one_by_one):
         events, error = _read(fast, chunks)
         assert error is None
         assert [e[3] for e in events][-1] == "[DONE]"
-        assert len(events) == 9
+        assert len(events) == 14
+        assert events[8][2:4] == ("message_start", '{"type":"message_start"}')
+        assert events[11][2:4] == (None, "no name")
+        assert events[12][2:4] == ("a: b", "colon in the name")
 
 
 def test_a_cr_anywhere_hands_the_rest_to_the_sdk_at_once() -> None:
@@ -167,11 +184,18 @@ def test_a_cr_anywhere_hands_the_rest_to_the_sdk_at_once() -> None:
 
 
 def test_a_long_event_is_handed_on_not_held(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_sse, "_HOLD_LIMIT", 10)
+    monkeypatch.setattr(_sse, "_HOLD_LIMIT", 20)
     chunks = [b"data: " + b"y" * 8, b"y" * 8, b"y" * 8, b"\n\ndata: z\n\n"]
     _both(openai_sse, chunks)
-    events, _ = _read(FastDecoder(openai_sse.SSEDecoder(), openai_sse.ServerSentEvent), chunks)
+    handed: list[bytes] = []
+
+    class Spy(openai_sse.SSEDecoder):
+        def iter_bytes(self, iterator: Any) -> Iterator[Any]:
+            return super().iter_bytes(handed.append(chunk) or chunk for chunk in iterator)
+
+    events, _ = _read(FastDecoder(Spy(), openai_sse.ServerSentEvent), chunks)
     assert [e[3] for e in events] == ["y" * 24, "z"]
+    assert handed == [b"data: " + b"y" * 16, b"y" * 8, b"\n\ndata: z\n\n"]
 
 
 def test_the_fake_providers_streams_read_the_same(fake: Any) -> None:
@@ -191,6 +215,10 @@ def test_the_fake_providers_streams_read_the_same(fake: Any) -> None:
     for sdk, data in ((openai_sse, chat), (anthropic_sse, messages_)):
         _both(sdk, [data])
         _both(sdk, [data[i : i + 1] for i in range(len(data))])
+        # ... and every event of both is read by the fast path
+        events, error = _read(FastDecoder(_Refuses(), sdk.ServerSentEvent), [data])
+        assert error is None
+        assert len(events) >= 4
 
 
 # --- in the integrations ---------------------------------------------------------------------

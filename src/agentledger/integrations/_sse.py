@@ -6,10 +6,11 @@ splits the bytes into lines with a regular expression and handles every line wit
 Python calls (``SSEDecoder.iter_bytes``): a few µs per event. Asking for the usage chunk,
 as agentledger does for every stream whose caller did not, makes the provider send one event
 more and a longer text in every chunk, and that is most of what watching a stream costs
-(``docs/benchmarks.md``). :class:`FastDecoder` pays it back: every event of the usual form, one
-``data: <text>`` line (no ``\\r`` anywhere) closed by a blank line, which is all OpenAI and
-Anthropic send, is cut from the bytes with one ``bytes.find`` and decoded at once; at the
-first byte that is not of that form the SDK's own decoder reads the rest. The events are the
+(``docs/benchmarks.md``). :class:`FastDecoder` pays it back: every event of the usual form,
+one ``data: <text>`` line, after an ``event: <name>`` line or not, closed by a blank line
+(no ``\\r`` anywhere), which is all OpenAI and Anthropic send, is cut from the bytes with
+``bytes.find`` and decoded at once; at the first byte that is not of that form the SDK's own
+decoder reads the rest. The events are the
 SDK's own ``ServerSentEvent``, the same ones its decoder would give (tested against it on
 random streams cut at random places, ``tests/integrations/test_sse.py``), at the same moments.
 
@@ -82,24 +83,39 @@ def _usual_events(chunk: bytes, event: type) -> tuple[list[Any], int, bool]:
     """The events of the usual form at the start of ``chunk`` (as ``event`` instances), the
     offset after them, and whether what is left there may be held for more bytes (True) or
     goes, with the rest of the stream, to the SDK's decoder (False: not of the usual form, a
-    CR anywhere, or too long held)."""
+    CR anywhere, or too long held).
+
+    The usual form: an optional ``event: <name>`` line (Anthropic's), then one ``data:
+    <text>`` line, then a blank line."""
     out: list[Any] = []
     start = 0
     if b"\r" in chunk:  # (a CR ends a line too: the SDK's decoder reads those)
         return out, start, False
     end = chunk.find(b"\n\n")
-    while end >= 0 and chunk.startswith(b"data: ", start):
-        line = chunk[start + 6 : end]
+    while end >= 0:
+        name = None
+        at = start
+        if chunk.startswith(b"event: ", start):
+            at = chunk.find(b"\n", start, end) + 1
+            if not at:  # (no data line)
+                return out, start, False
+            try:
+                name = chunk[start + 7 : at - 1].decode()
+            except UnicodeDecodeError:
+                return out, start, False
+        if not chunk.startswith(b"data: ", at):
+            return out, start, False
+        line = chunk[at + 6 : end]
         if b"\n" in line:  # an event of several lines
             return out, start, False
         try:
             data = line.decode()
         except UnicodeDecodeError:  # (the SDK's decoder raises its own error)
             return out, start, False
-        out.append(event(data=data))
+        out.append(event(event=name, data=data))
         start = end + 2
         end = chunk.find(b"\n\n", start)
-    return out, start, end < 0 and len(chunk) - start <= _HOLD_LIMIT
+    return out, start, len(chunk) - start <= _HOLD_LIMIT
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -93,17 +93,18 @@ def _usual_events(chunk: bytes, event: type) -> tuple[list[Any], int, bool]:
         return out, start, False
     end = chunk.find(b"\n\n")
     while end >= 0:
-        name = None
-        at = start
-        if chunk.startswith(b"event: ", start):
+        if chunk.startswith(b"data: ", start):
+            name = None
+            at = start
+        elif chunk.startswith(b"event: ", start):
             at = chunk.find(b"\n", start, end) + 1
-            if not at:  # (no data line)
+            if not at or not chunk.startswith(b"data: ", at):  # (no data line next)
                 return out, start, False
             try:
                 name = chunk[start + 7 : at - 1].decode()
             except UnicodeDecodeError:
                 return out, start, False
-        if not chunk.startswith(b"data: ", at):
+        else:
             return out, start, False
         line = chunk[at + 6 : end]
         if b"\n" in line:  # an event of several lines

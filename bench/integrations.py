@@ -25,7 +25,8 @@ same way: with only plain and agentledger in the rotation, the streamed call aga
 stream two-way``) and with the async client (``mock stream async``: ``AsyncOpenAI``, each
 call run to its end in one event loop); and what agentledger's faster reader of the events
 (``integrations/_sse.py``) gives back (``mock stream SDK decoder``: agentledger with that
-reader off, beside the plain SDK whose events only that reader reads).
+reader off, beside the plain SDK whose events only that reader reads); and the calls through
+the fake server over HTTP (``http chat``, ``http stream``).
 """
 
 from __future__ import annotations
@@ -632,7 +633,8 @@ def bench_integrations(quick: bool) -> list[Result]:
             http_client=httpx.Client(transport=_mock_transport(answers)),
         )  # fmt: skip
         # The target first, in the process as it starts (see _measure_paired).
-        paired_rows, paired_calls = _measure_paired(configs.path, answers, quick, results)
+        paired_rows, paired_calls = _measure_paired(configs.path, answers, quick, results,
+                                                    fake.openai_url)  # fmt: skip
         for scenario, title, client, stream, note in (
             ("http chat", "fake server over HTTP, non-streaming", http_client, False,
              "real round trip on 127.0.0.1 (the server is a thread of this process)"),
@@ -658,7 +660,7 @@ def bench_integrations(quick: bool) -> list[Result]:
 
 def _measure_paired(
     path: str, answers: dict[str, tuple[dict[str, str], bytes]], quick: bool,
-    results: list[Result],
+    results: list[Result], http_url: str,
 ) -> tuple[int, int]:  # fmt: skip
     """The in-process scenarios call by call: the target rows (nothing is instrumented
     class-wide: the agentledger client is wrapped on its own, with a SQLite ledger of its
@@ -729,6 +731,20 @@ def _measure_paired(
     made += information("mock stream async", "httpx.MockTransport, streaming, AsyncOpenAI",
                         {"plain": _achat_stream(aplain, loop),
                          PAIRED_AL: _achat_stream(awrapped, loop)})  # fmt: skip
+    # Information: the calls through the fake server over HTTP (a real round trip on
+    # 127.0.0.1; the server is a thread of this process), alternating as above.
+    import openai
+
+    hplain = openai.OpenAI(base_url=http_url, api_key="x", max_retries=0)
+    hwrapped = al_openai.wrap(openai.OpenAI(base_url=http_url, api_key="x", max_retries=0),
+                              ledger)  # fmt: skip
+    for scenario, title, call in (
+        ("http chat", "fake server over HTTP, non-streaming", _chat),
+        ("http stream", "fake server over HTTP, streaming", _chat_stream),
+    ):
+        made += information(scenario, title, {"plain": call(hplain), PAIRED_AL: call(hwrapped)})
+    hplain.close()
+    hwrapped.close()
     for client in (aplain, awrapped):
         loop.run_until_complete(client.close())
     loop.run_until_complete(loop.shutdown_asyncgens())

@@ -25,8 +25,10 @@ same way: with only plain and agentledger in the rotation, the streamed call aga
 stream two-way``) and with the async client (``mock stream async``: ``AsyncOpenAI``, each
 call run to its end in one event loop); and what agentledger's faster reader of the events
 (``integrations/_sse.py``) gives back (``mock stream SDK decoder``: agentledger with that
-reader off, beside the plain SDK whose events only that reader reads); and the calls through
-the fake server over HTTP (``http chat``, ``http stream``).
+reader off, beside the plain SDK whose events only that reader reads; ``mock stream
+chunked``: each stream's body given one event per chunk, as a connection gives it, where
+MockTransport gives it as one chunk); and the calls through the fake server over HTTP
+(``http chat``, ``http stream``).
 """
 
 from __future__ import annotations
@@ -211,7 +213,10 @@ def _recorded_answers(base_url: str) -> dict[str, tuple[dict[str, str], bytes]]:
     return answers
 
 
-def _mock_transport(answers: dict[str, tuple[dict[str, str], bytes]]) -> Any:
+def _mock_transport(answers: dict[str, tuple[dict[str, str], bytes]], chunked: bool = False) -> Any:
+    """Answers the recorded bytes in process: the whole body as one chunk, as
+    ``httpx.MockTransport`` gives it, or (``chunked``) a stream's body one event per chunk, as
+    a connection gives it (the SDK's decoder and agentledger's work per chunk)."""
     import httpx
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -221,6 +226,9 @@ def _mock_transport(answers: dict[str, tuple[dict[str, str], bytes]]) -> Any:
             options = body.get("stream_options") or {}
             key = "stream+usage" if options.get("include_usage") else "stream"
         headers, content = answers[key]
+        if chunked and key != "json":
+            events = [event + b"\n\n" for event in content.split(b"\n\n") if event]
+            return httpx.Response(200, headers=headers, content=iter(events))
         return httpx.Response(200, headers=headers, content=content)
 
     return httpx.MockTransport(handler)
@@ -255,14 +263,15 @@ def _mock_async_client(answers: dict[str, tuple[dict[str, str], bytes]]) -> Any:
     )  # fmt: skip
 
 
-def _mock_client(answers: dict[str, tuple[dict[str, str], bytes]]) -> Any:
-    """An ``openai.OpenAI`` client answered in process with the recorded ``answers``."""
+def _mock_client(answers: dict[str, tuple[dict[str, str], bytes]], chunked: bool = False) -> Any:
+    """An ``openai.OpenAI`` client answered in process with the recorded ``answers`` (see
+    :func:`_mock_transport` for ``chunked``)."""
     import httpx
     import openai
 
     return openai.OpenAI(
         base_url="http://fake.invalid/v1", api_key="x", max_retries=0,
-        http_client=httpx.Client(transport=_mock_transport(answers)),
+        http_client=httpx.Client(transport=_mock_transport(answers, chunked)),
     )  # fmt: skip
 
 
@@ -723,6 +732,19 @@ def _measure_paired(
         {"plain": _chat_stream(plain), PAIRED_AL: _sdk_decoder(_chat_stream(wrapped)),
          "plain+decoder": _chat_stream_decoder(plain)},
     )  # fmt: skip
+    # Information: the body of each stream given one event per chunk, as a connection gives
+    # it, rather than as one chunk (what MockTransport does): agentledger's decoder and the
+    # SDK's then both work chunk by chunk.
+    cplain, cwrapped = _mock_client(answers, True), al_openai.wrap(_mock_client(answers, True),
+                                                                   ledger)  # fmt: skip
+    made += information(
+        "mock stream chunked",
+        "httpx.MockTransport, streaming, one event per chunk",
+        {"plain": _chat_stream(cplain), PAIRED_AL: _chat_stream(cwrapped),
+         "plain+decoder": _chat_stream_decoder(cplain)},
+    )  # fmt: skip
+    cplain.close()
+    cwrapped.close()
     # Information: the same streamed call with the async client (AsyncOpenAI, awaited in
     # one event loop).
     loop = asyncio.new_event_loop()

@@ -730,8 +730,10 @@ def _watch_events(stream: Any, watcher: _ChatWatcher, call: Call) -> bool:
     it: it is the chunk we asked for) and records the call when the events end, fail or
     are left. The stream's ``close`` is replaced on the instance by
     :meth:`_ChatWatcher.close_stream`, which records the call first; the watcher's
-    ``__del__`` records a stream dropped unread. The caller gets the SDK's own stream
-    object, with no proxy in front of each chunk.
+    ``__del__`` records a stream dropped unread. The stream's ``_decoder`` is replaced by
+    agentledger's faster reader of the same events where it is the SDK's stock one
+    (:func:`._sse.speed_up`). The caller gets the SDK's own stream object, with no proxy in
+    front of each chunk.
 
     Where the SDK is not shaped like that (another version, a stream already started),
     nothing is installed and the call is watched through a proxy reading the typed chunks

@@ -373,3 +373,20 @@ def test_speed_up_leaves_what_is_not_an_sdk_stream() -> None:
     assert _sse.speed_up(Slotted()) is False
     assert _sse.speed_up(object()) is False
     assert _sse.speed_up(type("Stream", (), {"_decoder": None})()) is False
+
+
+@pytest.mark.parametrize(("value", "enabled"), [(None, True), ("1", False), ("", True)])
+def test_agentledger_sdk_sse_turns_the_reader_off_at_import(
+    value: str | None, enabled: bool
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "AGENTLEDGER_SDK_SSE"}
+    if value is not None:
+        env["AGENTLEDGER_SDK_SSE"] = value
+    code = "from agentledger.integrations import _sse; print(_sse.ENABLED)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()  # fmt: skip
+    assert out == str(enabled)

@@ -370,7 +370,12 @@ def test_speed_up_leaves_what_is_not_an_sdk_stream() -> None:
     class Slotted:
         __slots__ = ()
 
+    class Odd:
+        def __getattribute__(self, name: str) -> Any:
+            raise RuntimeError(name)
+
     assert _sse.speed_up(Slotted()) is False
+    assert _sse.speed_up(Odd()) is False
     assert _sse.speed_up(object()) is False
     assert _sse.speed_up(type("Stream", (), {"_decoder": None})()) is False
 

@@ -130,21 +130,24 @@ def speed_up(stream: Any, fields: dict[str, Any] | None = None) -> bool:
     ``__dict__``, if at hand) if that is its SDK's stock ``SSEDecoder``, unless
     ``AGENTLEDGER_SDK_SSE`` was set when agentledger was imported; True if put. Never
     raises."""
-    cls = type(stream)
-    sdk = _SDKS.get(cls, _UNKNOWN)
-    if sdk is _UNKNOWN:
-        sdk = _SDKS[cls] = _sdk_classes(cls)
-    if sdk is None or not ENABLED:
-        return False
-    if fields is None:
-        fields = getattr(stream, "__dict__", None)
-        if type(fields) is not dict:
+    try:
+        cls = type(stream)
+        sdk = _SDKS.get(cls, _UNKNOWN)
+        if sdk is _UNKNOWN:
+            sdk = _SDKS[cls] = _sdk_classes(cls)
+        if sdk is None or not ENABLED:
             return False
-    decoder = fields.get("_decoder")
-    if type(decoder) is not sdk[0]:
+        if fields is None:
+            fields = getattr(stream, "__dict__", None)
+            if type(fields) is not dict:
+                return False
+        decoder = fields.get("_decoder")
+        if type(decoder) is not sdk[0]:
+            return False
+        fields["_decoder"] = FastDecoder(decoder, sdk[1])
+        return True
+    except Exception:  # (an object of another shape: read by its own decoder)
         return False
-    fields["_decoder"] = FastDecoder(decoder, sdk[1])
-    return True
 
 
 #: Off where ``AGENTLEDGER_SDK_SSE`` is set (to 1, say): watched streams keep the SDK's decoder.

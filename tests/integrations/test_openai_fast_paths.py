@@ -669,6 +669,33 @@ def test_prepare_leaves_the_callers_kwargs_alone() -> None:
 
 
 # --- the inline streamed create (_chat_create_wrapper) ----------------------------------------
+def attach(how: str, client: Any, ledger: Ledger) -> None:
+    """Instrument the SDK (``how="instrument"``) or wrap ``client`` only (``"wrap"``)."""
+    if how == "instrument":
+        al_openai.instrument(ledger=ledger)
+    else:
+        al_openai.wrap(client, ledger=ledger)
+
+
+def counting_prepare() -> Any:
+    """``_ChatAdapter.prepare`` as it is, its calls counted (a context manager)."""
+    return mock.patch.object(type(_CHAT), "prepare", autospec=True,
+                             side_effect=type(_CHAT).prepare)  # fmt: skip
+
+
+def assert_inline_as_general(
+    fake: Any, inline_request: dict[str, Any], inline: tuple[list[Any], _ChatWatcher],
+    general: tuple[list[Any], _ChatWatcher],
+) -> None:  # fmt: skip
+    """The inline path's request (``inline_request``), hidden usage chunk and chunks are the
+    general wrapper's (the fake server's last request)."""
+    assert fake.requests[-1][1] == inline_request
+    assert inline_request["stream_options"] == {"include_usage": True}
+    assert (inline[1].usage_events_skipped, general[1].usage_events_skipped) == (1, 1)
+    assert [c.model_dump() for c in inline[0]] == [c.model_dump() for c in general[0]]
+    assert [c.to_dict() for c in inline[0]] == [c.to_dict() for c in general[0]]
+
+
 @pytest.mark.parametrize("how", ["instrument", "wrap"])
 def test_the_inline_streamed_create_records_what_the_general_wrapper_records(
     client: openai.OpenAI, ledger: Ledger, fake: Any, how: str
@@ -676,21 +703,14 @@ def test_the_inline_streamed_create_records_what_the_general_wrapper_records(
     """A streamed create without options of the caller's takes the inline path (prepare is
     never called); with ``extra_body={}`` (the same request body) the general one. Chunks,
     request and stored event are the same."""
-    if how == "instrument":
-        al_openai.instrument(ledger=ledger)
-    else:
-        al_openai.wrap(client, ledger=ledger)
-    with mock.patch.object(type(_CHAT), "prepare", autospec=True,
-                           side_effect=type(_CHAT).prepare) as prepare:  # fmt: skip
-        inline_chunks, inline = stream_once(client)
+    attach(how, client, ledger)
+    with counting_prepare() as prepare:
+        inline = stream_once(client)
         assert prepare.call_count == 0
         inline_request = fake.requests[-1][1]
-        general_chunks, general = stream_once(client, extra_body={})
+        general = stream_once(client, extra_body={})
         assert prepare.call_count == 1
-    assert fake.requests[-1][1] == inline_request
-    assert inline_request["stream_options"] == {"include_usage": True}
-    assert (inline.usage_events_skipped, general.usage_events_skipped) == (1, 1)
-    assert [c.model_dump() for c in inline_chunks] == [c.model_dump() for c in general_chunks]
+    assert_inline_as_general(fake, inline_request, inline, general)
     first, second = events(ledger)
     assert stable(first) == stable(second)
     assert first.cost_usd == second.cost_usd is not None
@@ -771,21 +791,14 @@ def test_the_async_inline_streamed_create_records_what_the_general_wrapper_recor
     async def main() -> None:
         async with openai.AsyncOpenAI(base_url=fake.openai_url, api_key="test",
                                       max_retries=0) as client:  # fmt: skip
-            if how == "instrument":
-                al_openai.instrument(ledger=ledger)
-            else:
-                al_openai.wrap(client, ledger=ledger)
-            with mock.patch.object(type(_CHAT), "prepare", autospec=True,
-                                   side_effect=type(_CHAT).prepare) as prepare:  # fmt: skip
-                inline_chunks, inline = await stream_once_async(client)
+            attach(how, client, ledger)
+            with counting_prepare() as prepare:
+                inline = await stream_once_async(client)
                 assert prepare.call_count == 0
                 inline_request = fake.requests[-1][1]
-                general_chunks, general = await stream_once_async(client, extra_body={})
+                general = await stream_once_async(client, extra_body={})
                 assert prepare.call_count == 1
-            assert fake.requests[-1][1] == inline_request
-            assert inline_request["stream_options"] == {"include_usage": True}
-            assert (inline.usage_events_skipped, general.usage_events_skipped) == (1, 1)
-            assert [c.to_dict() for c in inline_chunks] == [c.to_dict() for c in general_chunks]
+            assert_inline_as_general(fake, inline_request, inline, general)
             kwargs: dict[str, Any] = {"model": "o3-mini", "messages": MESSAGES, "stream": True,
                                       "extra_headers": usage_header()}  # fmt: skip
             before = dict(kwargs)
@@ -1043,6 +1056,27 @@ _RAW_CASES = [
 ]
 
 
+def assert_recorded_alike(
+    first: Event, second: Event, raw: _ChatWatcher, raw_chunks: list[Any], usage_on: str | None
+) -> None:
+    """The raw-watched call's event (``first``) is the typed-watched one's (``second``):
+    exact usage, or the tokens seen and ``usage_estimated`` where none came
+    (``usage_on="none"``); every kept event read; no usage-only chunk handed out."""
+    assert raw._unread == []  # every kept event was read when the call was recorded
+    assert stable(first) == stable(second)
+    assert first.metadata["ttft_ms"] >= 0
+    assert second.metadata["ttft_ms"] >= 0
+    if usage_on == "none":
+        assert first.output_tokens == raw.tokens_seen
+        assert first.metadata["usage_estimated"] is True
+    else:
+        assert (first.input_tokens, first.output_tokens, first.cache_read_tokens) == (
+            2000, 600, 1500,
+        )  # fmt: skip
+        assert "usage_estimated" not in first.metadata
+    assert all(c.choices for c in raw_chunks)  # no usage-only chunk reached the caller
+
+
 @pytest.mark.parametrize("headers", _RAW_CASES)
 def test_raw_and_typed_watching_record_the_same(
     client: openai.OpenAI, ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
@@ -1084,19 +1118,7 @@ def test_raw_and_typed_watching_record_the_same(
         assert raw.tokens_seen > _READ_EVERY
     tools = frozenset({"get_weather", "search"}) if "x-fake-tools" in headers else frozenset()
     assert raw.tool_names == tools
-    assert raw._unread == []  # every kept event was read when the call was recorded
-    assert stable(first) == stable(second)
-    assert first.metadata["ttft_ms"] >= 0
-    assert second.metadata["ttft_ms"] >= 0
-    if usage_on == "none":
-        assert first.output_tokens == raw.tokens_seen
-        assert first.metadata["usage_estimated"] is True
-    else:
-        assert (first.input_tokens, first.output_tokens, first.cache_read_tokens) == (
-            2000, 600, 1500,
-        )  # fmt: skip
-        assert "usage_estimated" not in first.metadata
-    assert all(c.choices for c in raw_chunks)  # no usage-only chunk reached the caller
+    assert_recorded_alike(first, second, raw, raw_chunks, usage_on)
 
 
 @pytest.mark.parametrize("headers", _RAW_CASES)
@@ -1131,20 +1153,7 @@ def test_async_raw_and_typed_watching_record_the_same(
     assert (raw.tool_names, raw.model) == (typed.tool_names, typed.model)
     if "x-fake-chunks" in headers:  # runs of events read before the usage came
         assert raw.tokens_seen > _READ_EVERY
-    assert raw._unread == []
-    assert stable(first) == stable(second)
-    assert first.metadata["ttft_ms"] >= 0
-    assert second.metadata["ttft_ms"] >= 0
-    usage_on = headers.get("x-fake-usage-on")
-    if usage_on == "none":
-        assert first.output_tokens == raw.tokens_seen
-        assert first.metadata["usage_estimated"] is True
-    else:
-        assert (first.input_tokens, first.output_tokens, first.cache_read_tokens) == (
-            2000, 600, 1500,
-        )  # fmt: skip
-        assert "usage_estimated" not in first.metadata
-    assert all(c.choices for c in raw_chunks)  # no usage-only chunk reached the caller
+    assert_recorded_alike(first, second, raw, raw_chunks, headers.get("x-fake-usage-on"))
 
 
 # --- session 15: the first token found from the kept events' times -------------------------------

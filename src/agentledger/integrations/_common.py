@@ -45,6 +45,7 @@ __all__ = [
     "async_wrapper",
     "attr",
     "finish_stream",
+    "handed_out",
     "proxied",
     "sync_wrapper",
     "tool_parent",
@@ -621,15 +622,23 @@ def async_wrapper(
             parsed = await _aparsed(result) if watcher is None else None
         except Exception:
             parsed = None
-        try:
-            return adapter.wrap_result(result, call, watcher, parsed)
-        except Exception:
-            log.warning("agentledger: could not record a %s call", adapter.endpoint,
-                        exc_info=True)  # fmt: skip
-            return result
+        return handed_out(adapter, result, call, watcher, parsed)
 
     wrapper.__agentledger_original__ = original  # type: ignore[attr-defined]
     return wrapper
+
+
+def handed_out(
+    adapter: Adapter, result: Any, call: Call, watcher: StreamWatcher | None, parsed: Any
+) -> Any:
+    """``adapter.wrap_result(...)``, or ``result`` as it is (the failure logged) if that
+    raises: what an instrumented call hands back to its caller."""
+    try:
+        return adapter.wrap_result(result, call, watcher, parsed)
+    except Exception:
+        log.warning("agentledger: could not record a %s call", adapter.endpoint,
+                    exc_info=True)  # fmt: skip
+        return result
 
 
 def original_of(fn: Any) -> Any:

@@ -43,6 +43,7 @@ from ._common import (
     async_wrapper,
     attr,
     finish_stream,
+    handed_out,
     log,
     original_of,
     raw_response_mode,
@@ -1078,12 +1079,7 @@ def _watched(result: Any, call: Call, watcher: _ChatWatcher, adapter: Adapter) -
             return result
     except Exception:
         pass  # (wrap_result tries again, says why, and reads the typed chunks instead)
-    try:
-        return adapter.wrap_result(result, call, watcher, None)
-    except Exception:
-        log.warning("agentledger: could not record a %s call", adapter.endpoint,
-                    exc_info=True)  # fmt: skip
-        return result
+    return handed_out(adapter, result, call, watcher, None)
 
 
 class _ResponsesWatcher(StreamWatcher):
